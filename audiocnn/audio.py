@@ -1,0 +1,178 @@
+"""Decoding any audio people have into the mono float32 signal the model expects.
+
+Decoding uses soundfile (libsndfile reads WAV, FLAC, OGG and MP3 itself); torchaudio
+is not used for I/O because it needs FFmpeg since 2.9.
+Everything that can go wrong raises ``AudioError`` with a message meant for a person.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+MAX_FILE_BYTES = 50 * 1024 * 1024
+"""Largest file accepted (50 MB), checked before decoding."""
+
+MAX_DURATION_SECONDS = 600.0
+"""Longest recording analysed (10 minutes); longer ones are refused, not truncated."""
+
+MIN_DURATION_SECONDS = 0.1
+"""Shorter clips carry too little sound to classify and are refused."""
+
+
+class AudioError(ValueError):
+    """Input that cannot be analysed; the message is shown to the user as is."""
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """A decoded recording before resampling."""
+
+    samples: np.ndarray  # float32, shape (frames, channels)
+    sample_rate: int
+    format: str
+
+    @property
+    def duration(self) -> float:
+        return self.samples.shape[0] / self.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.samples.shape[1]
+
+
+def read_source(source: bytes | str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """Bytes of a path or bytes object, refusing empty and oversized input early."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise AudioError(f"No such audio file: {path}")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise AudioError(_too_large(size, max_bytes))
+        data = path.read_bytes()
+    if not data:
+        raise AudioError("The file is empty (0 bytes).")
+    if len(data) > max_bytes:
+        raise AudioError(_too_large(len(data), max_bytes))
+    return data
+
+
+def _too_large(size: int, max_bytes: int) -> str:
+    return f"The file is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
+
+
+def decode(data: bytes, max_duration: float = MAX_DURATION_SECONDS) -> DecodedAudio:
+    """Decode audio bytes to float32 frames x channels, without resampling."""
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            if f.samplerate <= 0 or f.channels <= 0:
+                raise AudioError("The audio header is invalid (no sample rate or channels).")
+            if f.frames > 0 and f.frames / f.samplerate > max_duration + 1:
+                raise AudioError(_too_long(f.frames / f.samplerate, max_duration))
+            samples = f.read(dtype="float32", always_2d=True)
+            decoded = DecodedAudio(samples, int(f.samplerate), f.format)
+    except AudioError:
+        raise
+    except Exception as error:  # libsndfile reports every malformed file as RuntimeError
+        raise _undecodable(data, error) from error
+    if decoded.samples.shape[0] == 0:
+        raise AudioError("The file contains no audio samples.")
+    if decoded.duration > max_duration:
+        raise AudioError(_too_long(decoded.duration, max_duration))
+    return decoded
+
+
+def _undecodable(data: bytes, error: Exception) -> AudioError:
+    """A specific message for bytes libsndfile refused."""
+    if _looks_like_text(data):
+        return AudioError("This is a text file, not audio.")
+    return AudioError(
+        "Could not decode this file as audio (supported: WAV, FLAC, OGG, MP3). "
+        f"Decoder said: {_short(error)}"
+    )
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:512]
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c >= 32 or c in (9, 10, 13) for c in head)
+
+
+def _short(error: Exception) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:200]
+
+
+def _too_long(seconds: float, limit: float) -> str:
+    return f"The recording is {seconds:.0f} s long; the limit is {limit:.0f} s."
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """Average the channels (frames x channels -> frames)."""
+    return samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+
+
+def resample(signal: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """High-quality resampling (soxr, as used to make the 22.05 kHz ESC-50 copy)."""
+    if orig_rate == target_rate:
+        return signal.astype(np.float32, copy=False)
+    return soxr.resample(signal, orig_rate, target_rate, quality="HQ").astype(np.float32)
+
+
+def sanitize(signal: np.ndarray) -> np.ndarray:
+    """Replace NaN/Inf by 0 and clip to [-1, 1] so no non-finite value reaches the model."""
+    return np.clip(np.nan_to_num(signal, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0)
+
+
+def load_audio(
+    source: bytes | str | os.PathLike,
+    sample_rate: int,
+    max_duration: float = MAX_DURATION_SECONDS,
+    max_bytes: int = MAX_FILE_BYTES,
+) -> np.ndarray:
+    """Any supported file or bytes -> mono float32 at ``sample_rate``, full length."""
+    decoded = decode(read_source(source, max_bytes), max_duration)
+    if decoded.duration < MIN_DURATION_SECONDS:
+        raise AudioError(
+            f"The recording is only {decoded.duration * 1000:.0f} ms long; "
+            f"at least {MIN_DURATION_SECONDS * 1000:.0f} ms is needed."
+        )
+    mono = sanitize(to_mono(decoded.samples))
+    return sanitize(resample(mono, decoded.sample_rate, sample_rate))
+
+
+def fit_to_length(signal: np.ndarray, length: int) -> np.ndarray:
+    """Centre-crop or zero-pad (at the end) to exactly ``length`` samples."""
+    if signal.shape[0] >= length:
+        start = (signal.shape[0] - length) // 2
+        return signal[start : start + length]
+    return np.pad(signal, (0, length - signal.shape[0]))
+
+
+def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
+    """Start offsets of overlapping windows covering the whole signal (last one flush)."""
+    if num_samples <= window:
+        return [0]
+    count = math.ceil((num_samples - window) / hop) + 1
+    starts = [min(i * hop, num_samples - window) for i in range(count)]
+    return sorted(set(starts))
+
+
+def sliding_windows(signal: np.ndarray, window: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a long signal into overlapping windows -> (windows (N, window), start samples)."""
+    starts = window_starts(signal.shape[0], window, hop)
+    windows = np.stack([fit_to_length(signal[s : s + window], window) for s in starts])
+    return windows, np.asarray(starts)

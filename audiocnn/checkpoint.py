@@ -1,0 +1,137 @@
+"""Self-describing, safe checkpoints: weights plus every setting needed to serve them.
+
+A checkpoint is one ``torch.save`` file holding only tensors and plain data (str,
+int, float, list, dict), so it loads with ``weights_only=True``: a file carrying a
+pickled callable is refused instead of executed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .features import FeatureConfig, FeatureConfigError
+from .model import AudioCNN, ModelConfig, ModelConfigError
+
+FORMAT = "audiocnn-checkpoint"
+FORMAT_VERSION = 1
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "model.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unsafe, corrupt or incompatible."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A ready-to-run model (eval mode) with the settings it was trained with."""
+
+    model: AudioCNN
+    feature_config: FeatureConfig
+    class_names: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.model.config
+
+
+def checkpoint_payload(
+    model: AudioCNN,
+    feature_config: FeatureConfig,
+    class_names: list[str] | tuple[str, ...],
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The dictionary written to disk; training adds its own resume state beside it."""
+    if len(class_names) != model.config.num_classes:
+        raise ValueError(f"{len(class_names)} class names for {model.config.num_classes} outputs")
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "model_config": model.config.to_dict(),
+        "feature_config": feature_config.to_dict(),
+        "class_names": list(class_names),
+        "metadata": dict(metadata or {}),
+    }
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: AudioCNN,
+    feature_config: FeatureConfig,
+    class_names: list[str] | tuple[str, ...],
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write atomically (temp file + rename) so an interrupted save never leaves a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint_payload(model, feature_config, class_names, metadata), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_payload(path: str | os.PathLike) -> dict[str, Any]:
+    """Load the raw dictionary safely, turning every failure into a ``CheckpointError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"Refused to load {path}: it contains Python objects other than tensors and plain "
+            f"data (possibly code), which audiocnn never unpickles. Detail: {_first_line(error)}"
+        ) from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise CheckpointError(f"Checkpoint {path} is corrupt or truncated: {_first_line(error)}") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an audiocnn checkpoint (no '{FORMAT}' marker).")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {payload.get('format_version')}; "
+            f"this code reads version {FORMAT_VERSION}."
+        )
+    return payload
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def load_checkpoint(path: str | os.PathLike | None = None) -> LoadedCheckpoint:
+    """Load a checkpoint (the shipped default when ``path`` is None) into an eval-mode model."""
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    payload = read_payload(path)
+    try:
+        model_config = ModelConfig.from_dict(payload["model_config"])
+        feature_config = FeatureConfig.from_dict(payload["feature_config"])
+        class_names = [str(name) for name in payload["class_names"]]
+        state_dict = payload["state_dict"]
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"Checkpoint {path} is missing or has a malformed entry: {error}") from error
+    except (ModelConfigError, FeatureConfigError) as error:
+        raise CheckpointError(f"Checkpoint {path} is incompatible with this code: {error}") from error
+    if len(class_names) != model_config.num_classes:
+        raise CheckpointError(
+            f"Checkpoint {path} lists {len(class_names)} class names for a model with "
+            f"{model_config.num_classes} outputs."
+        )
+    model = AudioCNN(model_config)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        raise CheckpointError(
+            f"Checkpoint {path} weights do not match its declared architecture: {_first_line(error)}"
+        ) from error
+    model.eval()
+    return LoadedCheckpoint(model, feature_config, class_names, dict(payload.get("metadata") or {}), path)

@@ -1,0 +1,50 @@
+"""Why a class was predicted: Grad-CAM over any captured layer, for any class.
+
+Gradients are taken with ``torch.autograd.grad`` on the activations that ``forward``
+returned for this call only, so no hooks or shared state are involved and many
+explanations can run at once on one model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .model import AudioCNN
+
+CAM_LAYERS: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4")
+DEFAULT_CAM_LAYER = "layer3"
+
+
+def grad_cam(
+    model: AudioCNN,
+    logmel: torch.Tensor,
+    class_index: int,
+    layers: tuple[str, ...] | list[str] = CAM_LAYERS,
+) -> tuple[dict[str, np.ndarray], torch.Tensor]:
+    """Grad-CAM maps for one clip ``(1, 1, mels, frames)`` and one class.
+
+    Returns ``({layer: map (mels, frames)}, logits)``. Each map is the ReLU of the
+    gradient-weighted channel sum, upsampled to the spectrogram and scaled to [0, 1]
+    (all zeros when nothing in that layer supports the class).
+    """
+    if logmel.dim() != 4 or logmel.shape[0] != 1:
+        raise ValueError("grad_cam expects a single clip shaped (1, 1, mels, frames)")
+    with torch.enable_grad():
+        logits, activations = model(logmel, return_activations=True)
+        targets = [activations[name] for name in layers]
+        grads = torch.autograd.grad(logits[0, class_index], targets)
+    size = (logmel.shape[-2], logmel.shape[-1])
+    maps = {name: cam_from_gradients(a, g, size) for name, a, g in zip(layers, targets, grads)}
+    return maps, logits.detach()
+
+
+def cam_from_gradients(activation: torch.Tensor, gradient: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """One Grad-CAM map from a layer's activation and the class score's gradient on it."""
+    weights = gradient.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * activation).sum(dim=1, keepdim=True)).detach().float()
+    cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[0, 0]
+    peak = cam.max()
+    cam = cam / peak if peak > 0 else torch.zeros_like(cam)
+    return cam.numpy().astype(np.float32)

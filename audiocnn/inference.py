@@ -1,0 +1,182 @@
+"""From audio to ranked ESC-50 probabilities, activations and explanations.
+
+``Predictor`` wraps one loaded checkpoint. It holds no per-request state, so a
+single instance (loaded once per process) serves any number of concurrent callers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import fit_to_length, load_audio, sliding_windows
+from .checkpoint import LoadedCheckpoint, load_checkpoint
+from .explain import CAM_LAYERS, cam_from_gradients, grad_cam
+from .features import FeatureConfig, LogMel
+from .model import ModelConfig
+
+WINDOW_BATCH = 16
+"""Windows per forward pass in timeline inference: bounds memory for long recordings."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Probabilities over all classes, with the ranking the UI and CLI show."""
+
+    probabilities: np.ndarray  # (num_classes,)
+    class_names: tuple[str, ...]
+
+    @property
+    def order(self) -> np.ndarray:
+        return np.argsort(-self.probabilities, kind="stable")
+
+    @property
+    def top_index(self) -> int:
+        return int(self.order[0])
+
+    @property
+    def top_label(self) -> str:
+        return self.class_names[self.top_index]
+
+    def ranked(self, top_k: int | None = None) -> list[tuple[str, float]]:
+        order = self.order[: top_k if top_k else len(self.order)]
+        return [(self.class_names[i], float(self.probabilities[i])) for i in order]
+
+
+@dataclass
+class Analysis:
+    """Everything the dashboard shows for one model window of audio."""
+
+    waveform: np.ndarray  # (clip_samples,) the window the model saw
+    logmel: np.ndarray  # (mels, frames) in dB
+    prediction: Prediction
+    activations: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (C, H, W) or (C,)
+    cams: dict[str, np.ndarray] = field(default_factory=dict)  # layer -> (mels, frames) in [0, 1]
+    cam_class: int = -1
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Class probabilities of overlapping windows across a long recording."""
+
+    starts: np.ndarray  # window start times in seconds
+    window_seconds: float
+    probabilities: np.ndarray  # (windows, classes)
+    class_names: tuple[str, ...]
+
+    @property
+    def mean(self) -> Prediction:
+        return Prediction(self.probabilities.mean(axis=0), self.class_names)
+
+    def window(self, index: int) -> Prediction:
+        return Prediction(self.probabilities[index], self.class_names)
+
+
+class Predictor:
+    """Inference, activations and Grad-CAM for one checkpoint."""
+
+    def __init__(self, checkpoint: LoadedCheckpoint) -> None:
+        self.checkpoint = checkpoint
+        self.model = checkpoint.model.eval()
+        self.class_names = tuple(checkpoint.class_names)
+        self.frontend = LogMel(checkpoint.feature_config).eval()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike | None = None) -> Predictor:
+        return cls(load_checkpoint(path))
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return self.checkpoint.feature_config
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.checkpoint.model_config
+
+    @property
+    def path(self) -> Path | None:
+        return self.checkpoint.path
+
+    def load(self, source: bytes | str | os.PathLike) -> np.ndarray:
+        """Decode a file or bytes to mono float32 at the model's rate (full length)."""
+        return load_audio(source, self.feature_config.sample_rate)
+
+    def logmel(self, waveforms: np.ndarray) -> torch.Tensor:
+        """``(samples,)`` or ``(B, samples)`` at the model rate -> ``(B, 1, mels, frames)``."""
+        batch = np.atleast_2d(waveforms)
+        length = self.feature_config.clip_samples
+        fitted = np.stack([fit_to_length(w, length) for w in batch]).astype(np.float32)
+        with torch.no_grad():
+            return self.frontend(torch.from_numpy(fitted))
+
+    def _probabilities(self, features: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return torch.softmax(self.model(features), dim=1).numpy().astype(np.float64)
+
+    def predict(self, waveform: np.ndarray) -> Prediction:
+        """Ranked probabilities for one clip (centre window when longer than the model's)."""
+        return Prediction(self._probabilities(self.logmel(waveform))[0], self.class_names)
+
+    def predict_batch(self, waveforms: list[np.ndarray] | np.ndarray) -> list[Prediction]:
+        """One prediction per clip, computed in batches of ``WINDOW_BATCH``."""
+        results = []
+        for start in range(0, len(waveforms), WINDOW_BATCH):
+            chunk = np.stack(list(waveforms[start : start + WINDOW_BATCH]))
+            probabilities = self._probabilities(self.logmel(chunk))
+            results.extend(Prediction(p, self.class_names) for p in probabilities)
+        return results
+
+    def predict_file(self, source: bytes | str | os.PathLike) -> Prediction:
+        """Decode and classify; recordings longer than one window get the mean over the timeline."""
+        waveform = self.load(source)
+        if waveform.shape[0] <= self.feature_config.clip_samples:
+            return self.predict(waveform)
+        return self.timeline(waveform).mean
+
+    def timeline(self, waveform: np.ndarray, hop_seconds: float = 1.0) -> Timeline:
+        """Probabilities of overlapping model windows (hop ``hop_seconds``) over a recording."""
+        config = self.feature_config
+        hop = max(1, round(hop_seconds * config.sample_rate))
+        windows, starts = sliding_windows(waveform, config.clip_samples, hop)
+        probabilities = np.concatenate([
+            self._probabilities(self.logmel(windows[i : i + WINDOW_BATCH]))
+            for i in range(0, len(windows), WINDOW_BATCH)
+        ])  # fmt: skip
+        return Timeline(starts / config.sample_rate, config.clip_seconds, probabilities, self.class_names)
+
+    def analyze(
+        self,
+        waveform: np.ndarray,
+        cam_class: int | None = None,
+        with_activations: bool = True,
+    ) -> Analysis:
+        """Prediction, every activation and Grad-CAM (all stage outputs) for one window.
+
+        ``cam_class`` defaults to the predicted class. One forward and one backward
+        pass serve everything, which keeps a full analysis within the app's budget.
+        """
+        window = fit_to_length(np.asarray(waveform, dtype=np.float32), self.feature_config.clip_samples)
+        features = self.logmel(window)
+        with torch.enable_grad():
+            logits, activations = self.model(features, return_activations=True)
+            probabilities = torch.softmax(logits.detach(), dim=1)[0].numpy().astype(np.float64)
+            target = int(np.argmax(probabilities)) if cam_class is None else int(cam_class)
+            layers = [activations[name] for name in CAM_LAYERS]
+            grads = torch.autograd.grad(logits[0, target], layers)
+        size = (features.shape[-2], features.shape[-1])
+        cams = {name: cam_from_gradients(a, g, size) for name, a, g in zip(CAM_LAYERS, layers, grads)}
+        prediction = Prediction(probabilities, self.class_names)
+        captured = {}
+        if with_activations:
+            captured = {name: value.detach()[0].float().numpy() for name, value in activations.items()}
+        return Analysis(window, features[0, 0].numpy(), prediction, captured, cams, target)
+
+    def explain(self, waveform: np.ndarray, class_index: int) -> dict[str, np.ndarray]:
+        """Grad-CAM maps of every stage for any class, on the clip's model window."""
+        window = fit_to_length(np.asarray(waveform, dtype=np.float32), self.feature_config.clip_samples)
+        maps, _ = grad_cam(self.model, self.logmel(window), class_index)
+        return maps

@@ -1,0 +1,178 @@
+"""ResNet-style CNN over log-mel spectrograms, with hierarchical activation capture.
+
+Activations are returned by ``forward`` itself rather than collected by hooks, so
+every call owns its own dictionary: concurrent requests on one shared model can
+never see each other's tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+Activations = dict[str, torch.Tensor]
+
+
+class ModelConfigError(ValueError):
+    """A model configuration this code cannot build."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture hyper-parameters, stored in the checkpoint."""
+
+    num_classes: int = 50
+    stem_channels: int = 64
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    blocks: tuple[int, ...] = (2, 2, 2, 2)
+    dropout: float = 0.3
+    architecture: str = field(default="audiocnn-resnet-v1")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
+        if self.architecture != "audiocnn-resnet-v1":
+            raise ModelConfigError(f"unknown architecture {self.architecture!r}")
+        if len(self.widths) != len(self.blocks) or not self.widths:
+            raise ModelConfigError("widths and blocks must be non-empty and of equal length")
+        if min(self.widths) < 1 or min(self.blocks) < 1 or self.num_classes < 2:
+            raise ModelConfigError("widths, blocks and num_classes must be positive")
+        if not 0 <= self.dropout < 1:
+            raise ModelConfigError(f"dropout {self.dropout} is not in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["widths"], data["blocks"] = list(self.widths), list(self.blocks)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ModelConfigError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv-BN stages plus a (projected when the shape changes) shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor, capture: Activations | None = None, prefix: str = "") -> torch.Tensor:
+        conv1 = self.conv1(x)
+        bn1 = self.bn1(conv1)
+        relu1 = torch.relu(bn1)
+        conv2 = self.conv2(relu1)
+        bn2 = self.bn2(conv2)
+        shortcut = self.shortcut(x)
+        out = torch.relu(bn2 + shortcut)
+        if capture is not None:
+            for name, value in (
+                ("conv1", conv1), ("bn1", bn1), ("relu1", relu1), ("conv2", conv2),
+                ("bn2", bn2), ("shortcut", shortcut), ("out", out),
+            ):  # fmt: skip
+                capture[f"{prefix}.{name}"] = value
+        return out
+
+
+class AudioCNN(nn.Module):
+    """Log-mel ``(B, 1, mels, frames)`` -> class logits ``(B, num_classes)``.
+
+    Layout: input batch-norm (learned feature scaling, so the dB values need no
+    hand-picked normalisation), stem conv 7x7/2 + BN + ReLU + max-pool 3x3/2, stages
+    of residual blocks (stride 2 from the second stage on), global average pool,
+    dropout, linear head.
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        c = self.config
+        self.input_norm = nn.BatchNorm2d(1)
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, c.stem_channels, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(c.stem_channels),
+            nn.ReLU(inplace=False),
+            nn.MaxPool2d(3, 2, 1),
+        )
+        stages, in_channels = [], c.stem_channels
+        for index, (width, count) in enumerate(zip(c.widths, c.blocks)):
+            stride = 1 if index == 0 else 2
+            blocks = [ResidualBlock(in_channels, width, stride)]
+            blocks += [ResidualBlock(width, width) for _ in range(count - 1)]
+            stages.append(nn.ModuleList(blocks))
+            in_channels = width
+        self.stages = nn.ModuleList(stages)
+        self.dropout = nn.Dropout(c.dropout)
+        self.head = nn.Linear(in_channels, c.num_classes)
+
+    @staticmethod
+    def stage_name(index: int) -> str:
+        return f"layer{index + 1}"
+
+    def forward(
+        self, x: torch.Tensor, return_activations: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, Activations]:
+        """Logits, and on request every activation keyed by its hierarchical name.
+
+        Names: ``stem.conv``, ``stem.bn``, ``stem.relu``, ``stem`` (after the
+        pool), ``layerN.blockM.{conv1,bn1,relu1,conv2,bn2,shortcut,out}``,
+        ``layerN.blockM`` and ``layerN`` (block/stage outputs), ``pool``, ``logits``.
+        """
+        capture: Activations | None = {} if return_activations else None
+        x = self.input_norm(x)
+        conv, bn, relu, pool = self.stem
+        stem_conv = conv(x)
+        stem_bn = bn(stem_conv)
+        stem_relu = relu(stem_bn)
+        x = pool(stem_relu)
+        if capture is not None:
+            capture.update({"stem.conv": stem_conv, "stem.bn": stem_bn, "stem.relu": stem_relu, "stem": x})
+        for stage_index, stage in enumerate(self.stages):
+            stage_name = self.stage_name(stage_index)
+            for block_index, block in enumerate(stage):
+                block_name = f"{stage_name}.block{block_index}"
+                x = block(x, capture, block_name)
+                if capture is not None:
+                    capture[block_name] = x
+            if capture is not None:
+                capture[stage_name] = x
+        pooled = x.mean(dim=(2, 3))
+        logits = self.head(self.dropout(pooled))
+        if capture is None:
+            return logits
+        capture["pool"] = pooled
+        capture["logits"] = logits
+        return logits, capture
+
+
+def activation_tree(config: ModelConfig) -> dict[str, dict[str, list[str]]]:
+    """Stage -> block -> sub-layer names, in forward order, for browsing UIs."""
+    tree: dict[str, dict[str, list[str]]] = {"stem": {"stem": ["stem.conv", "stem.bn", "stem.relu", "stem"]}}
+    sublayers = ("conv1", "bn1", "relu1", "conv2", "bn2", "shortcut", "out")
+    for stage_index, count in enumerate(config.blocks):
+        stage = AudioCNN.stage_name(stage_index)
+        tree[stage] = {
+            f"{stage}.block{b}": [f"{stage}.block{b}.{s}" for s in sublayers] for b in range(count)
+        }
+    return tree
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one test command (README): installs what the tests need, then runs ruff and pytest.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${AUDIOCNN_VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -r requirements-dev.txt
+
+# Debian's Chromium drives the browser end-to-end test (Playwright never downloads a browser).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+        || echo "warning: could not install chromium; the browser test will be skipped"
+fi
+
+"$VENV/bin/ruff" check .
+"$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,1 @@
+"""Training, evaluation and data tools for audiocnn (local and on Modal)."""

@@ -1,0 +1,84 @@
+"""Batch augmentation on cached log-mel tensors: time shift, gain, SpecAugment, mixup.
+
+Working on tensors (not waveforms) keeps epochs free of decoding and STFTs, which is
+what makes CPU training practical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    max_shift_fraction: float = 0.5  # circular time shift, fraction of the clip
+    gain_db: float = 6.0  # uniform gain in +-dB
+    freq_masks: int = 2
+    freq_mask_width: int = 16  # mel bands
+    time_masks: int = 2
+    time_mask_width: int = 32  # frames
+    mixup_alpha: float = 0.4
+    mixup_prob: float = 0.8
+
+
+def time_shift(x: torch.Tensor, max_fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """Roll each clip along time by its own random offset (ESC-50 sounds are position-free)."""
+    frames = x.shape[-1]
+    limit = int(frames * max_fraction)
+    if limit == 0:
+        return x
+    shifts = torch.randint(-limit, limit + 1, (x.shape[0],), generator=generator)
+    index = (torch.arange(frames).unsqueeze(0) - shifts.unsqueeze(1)) % frames
+    return torch.gather(x, -1, index[:, None, None, :].expand_as(x))
+
+
+def random_gain(x: torch.Tensor, gain_db: float, generator: torch.Generator) -> torch.Tensor:
+    """A dB offset per clip: the model should not key on absolute loudness."""
+    gains = (torch.rand(x.shape[0], generator=generator) * 2 - 1) * gain_db
+    return x + gains[:, None, None, None]
+
+
+def _mask(x: torch.Tensor, count: int, width: int, dim: int, generator: torch.Generator) -> torch.Tensor:
+    size = x.shape[dim]
+    positions = torch.arange(size)
+    keep = torch.ones(x.shape[0], size, dtype=torch.bool)
+    for _ in range(count):
+        widths = torch.randint(0, width + 1, (x.shape[0], 1), generator=generator)
+        starts = (torch.rand(x.shape[0], 1, generator=generator) * (size - widths).clamp_min(1)).long()
+        keep &= ~((positions >= starts) & (positions < starts + widths))
+    shape = [x.shape[0], 1, 1, 1]
+    shape[dim] = size
+    fill = x.amin(dim=(-2, -1), keepdim=True)  # masked area becomes the clip's floor (silence)
+    return torch.where(keep.view(shape), x, fill)
+
+
+def spec_augment(x: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """SpecAugment frequency and time masking, independently per clip."""
+    x = _mask(x, config.freq_masks, config.freq_mask_width, 2, generator)
+    return _mask(x, config.time_masks, config.time_mask_width, 3, generator)
+
+
+def mixup(
+    x: torch.Tensor, y: torch.Tensor, num_classes: int, config: AugmentConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mix random pairs of clips and their one-hot labels (on a ``mixup_prob`` share of batches)."""
+    targets = torch.nn.functional.one_hot(y, num_classes).float()
+    if config.mixup_alpha <= 0 or torch.rand(1, generator=generator).item() >= config.mixup_prob:
+        return x, targets
+    beta = torch.distributions.Beta(config.mixup_alpha, config.mixup_alpha)
+    lam = float(beta.sample())
+    lam = max(lam, 1 - lam)  # keep the first clip dominant so the "true" label stays meaningful
+    perm = torch.randperm(x.shape[0], generator=generator)
+    return lam * x + (1 - lam) * x[perm], lam * targets + (1 - lam) * targets[perm]
+
+
+def augment_batch(
+    x: torch.Tensor, y: torch.Tensor, num_classes: int, config: AugmentConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole training-time pipeline: shift, gain, SpecAugment, then mixup."""
+    x = time_shift(x, config.max_shift_fraction, generator)
+    x = random_gain(x, config.gain_db, generator)
+    x = spec_augment(x, config, generator)
+    return mixup(x, y, num_classes, config, generator)

@@ -1,0 +1,170 @@
+"""ESC-50 on disk: metadata, fold selection, cached log-mels, and the download command.
+
+The cache holds each clip's log-mel computed once by the very code the app serves
+with (``audiocnn.audio.load_audio`` + ``audiocnn.features.LogMel``), keyed by a hash
+of the feature config, so epochs cost no decoding and can never drift from serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from audiocnn.audio import fit_to_length, load_audio
+from audiocnn.features import FeatureConfig, LogMel
+
+ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+
+
+class DatasetError(RuntimeError):
+    """The data folder does not have the ESC-50 layout or misses clips."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    fold: int
+    target: int
+    category: str
+
+
+def read_metadata(data_dir: str | Path) -> list[Clip]:
+    """Every clip listed in ``meta/esc50.csv``, resolved to its file whatever its extension."""
+    data_dir = Path(data_dir)
+    meta = data_dir / "meta" / "esc50.csv"
+    audio_dir = data_dir / "audio"
+    if not meta.is_file() or not audio_dir.is_dir():
+        raise DatasetError(f"{data_dir} is not an ESC-50 folder (expected meta/esc50.csv and audio/).")
+    by_stem = {p.stem: p for p in audio_dir.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS}
+    clips, missing = [], []
+    with meta.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            stem = Path(row["filename"]).stem
+            if stem not in by_stem:
+                missing.append(row["filename"])
+                continue
+            clips.append(Clip(by_stem[stem], int(row["fold"]), int(row["target"]), row["category"]))
+    if missing:
+        raise DatasetError(f"{len(missing)} clips listed in {meta} are missing from {audio_dir}, e.g. {missing[0]}")
+    return clips
+
+
+def class_names_from_metadata(clips: list[Clip]) -> list[str]:
+    """Class names in target order, as the dataset defines them."""
+    names = {clip.target: clip.category for clip in clips}
+    return [names[i] for i in range(len(names))]
+
+
+def select_folds(clips: list[Clip], folds: list[int] | tuple[int, ...]) -> list[Clip]:
+    wanted = set(folds)
+    unknown = wanted - {clip.fold for clip in clips}
+    if unknown:
+        raise DatasetError(f"folds {sorted(unknown)} do not exist in this dataset")
+    return [clip for clip in clips if clip.fold in wanted]
+
+
+def _cache_key(config: FeatureConfig, clips: list[Clip]) -> str:
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for clip in clips:
+        digest.update(f"{clip.path.name}:{clip.path.stat().st_size}".encode())
+    return digest.hexdigest()[:16]
+
+
+def compute_logmels(clips: list[Clip], config: FeatureConfig, batch_size: int = 32) -> torch.Tensor:
+    """Log-mels ``(N, 1, n_mels, frames)`` through the serving code path."""
+    frontend = LogMel(config)
+    outputs = []
+    for start in tqdm(range(0, len(clips), batch_size), desc="log-mels", unit="batch", leave=False):
+        batch = [
+            torch.from_numpy(fit_to_length(load_audio(c.path, config.sample_rate), config.clip_samples))
+            for c in clips[start : start + batch_size]
+        ]
+        with torch.no_grad():
+            outputs.append(frontend(torch.stack(batch)))
+    return torch.cat(outputs)
+
+
+def cached_logmels(clips: list[Clip], config: FeatureConfig, cache_dir: str | Path | None) -> torch.Tensor:
+    """``compute_logmels`` with an on-disk cache (plain tensors, loaded with weights_only)."""
+    if cache_dir is None:
+        return compute_logmels(clips, config)
+    cache = Path(cache_dir) / f"logmels-{_cache_key(config, clips)}.pt"
+    if cache.is_file():
+        return torch.load(cache, weights_only=True)
+    features = compute_logmels(clips, config)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    torch.save(features, tmp)
+    tmp.replace(cache)
+    return features
+
+
+def unpack_archive(archive: str | Path, data_dir: str | Path) -> Path:
+    """Unpack the official ESC-50 zip (one top folder holding meta/ and audio/) into data_dir."""
+    data_dir = Path(data_dir)
+    with zipfile.ZipFile(archive) as zf, tempfile.TemporaryDirectory() as tmp:
+        for member in zf.infolist():
+            target = (Path(tmp) / member.filename).resolve()
+            if not str(target).startswith(str(Path(tmp).resolve())):
+                raise DatasetError(f"refusing archive member outside the target: {member.filename}")
+        zf.extractall(tmp)
+        metas = list(Path(tmp).glob("**/meta/esc50.csv"))
+        if not metas:
+            raise DatasetError(f"{archive} does not contain meta/esc50.csv")
+        root = metas[0].parent.parent
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("meta", "audio"):
+            if (data_dir / name).exists():
+                shutil.rmtree(data_dir / name)
+            shutil.move(str(root / name), str(data_dir / name))
+        if (root / "LICENSE").is_file():
+            shutil.copy(root / "LICENSE", data_dir / "LICENSE")
+    read_metadata(data_dir)
+    return data_dir
+
+
+def download(data_dir: str | Path, url: str = ESC50_URL) -> Path:
+    """Fetch the official ESC-50 archive (about 600 MB) and unpack it into data_dir."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "esc50.zip"
+        with urllib.request.urlopen(url) as response, archive.open("wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            with tqdm(total=total or None, unit="B", unit_scale=True, desc="ESC-50") as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        return unpack_archive(archive, data_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.data", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    get = sub.add_parser("download", help="download and unpack the official ESC-50 archive")
+    get.add_argument("data_dir", type=Path)
+    get.add_argument("--url", default=ESC50_URL)
+    get.add_argument("--archive", type=Path, help="unpack this local zip instead of downloading")
+    args = parser.parse_args(argv)
+    try:
+        path = unpack_archive(args.archive, args.data_dir) if args.archive else download(args.data_dir, args.url)
+    except (DatasetError, OSError, zipfile.BadZipFile) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"ESC-50 ready in {path} ({len(read_metadata(path))} clips)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

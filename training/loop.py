@@ -1,0 +1,226 @@
+"""The training function that local runs and the Modal job share.
+
+It trains on cached log-mels (``training.data``) with AdamW + OneCycleLR, label
+smoothing and the tensor augmentations of ``training.augment``; uses bf16 autocast
+and channels-last where the hardware supports them; writes TensorBoard scalars,
+a resumable ``last.pt`` every epoch and the served checkpoint ``best.pt``.
+
+Model selection never sees the test fold: with validation folds the best epoch by
+validation accuracy is kept, without them the final epoch of the fixed schedule is.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import audiocnn
+from audiocnn.checkpoint import checkpoint_payload, save_checkpoint
+from audiocnn.features import FeatureConfig
+from audiocnn.model import AudioCNN, ModelConfig
+
+from .augment import AugmentConfig, augment_batch
+from .data import cached_logmels, class_names_from_metadata, read_metadata, select_folds
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str
+    out_dir: str
+    train_folds: tuple[int, ...] = (1, 2, 3, 4)
+    val_folds: tuple[int, ...] = ()
+    test_folds: tuple[int, ...] = (5,)
+    epochs: int = 200
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    cache_dir: str | None = None
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(stem_channels=48, widths=(48, 96, 192, 384)))
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    threads: int | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """Plain-data form for checkpoint metadata and logs."""
+        data = asdict(self)
+        data["model"] = self.model.to_dict()
+        data["features"] = self.features.to_dict()
+        data["train_folds"], data["val_folds"], data["test_folds"] = (
+            list(self.train_folds), list(self.val_folds), list(self.test_folds)
+        )  # fmt: skip
+        return data
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 autocast pays off on CUDA and on CPUs with native bf16/AMX or AVX-512 support."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"audiocnn {audiocnn.__version__}" + (f" ({sha})" if sha else "")
+
+
+@torch.no_grad()
+def evaluate_logmels(model: AudioCNN, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+                     autocast: bool, batch_size: int = 64) -> tuple[float, float]:  # fmt: skip
+    """(mean cross-entropy, accuracy) of a model on cached log-mels."""
+    model.eval()
+    losses, correct = [], 0
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size].to(device).contiguous(memory_format=torch.channels_last)
+        yb = y[start : start + batch_size].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(xb).float()
+        losses.append(F.cross_entropy(logits, yb, reduction="sum").item())
+        correct += (logits.argmax(1) == yb).sum().item()
+    return sum(losses) / len(x), correct / len(x)
+
+
+def _load_split(config: TrainConfig, folds: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    clips = select_folds(read_metadata(config.data_dir), folds)
+    features = cached_logmels(clips, config.features, config.cache_dir)
+    return features, torch.tensor([c.target for c in clips])
+
+
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Train, writing checkpoints into ``config.out_dir``; returns the served checkpoint's path."""
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    overlap = set(config.train_folds) & (set(config.val_folds) | set(config.test_folds))
+    if overlap:
+        raise ValueError(f"folds {sorted(overlap)} are used for training and for validation/testing")
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    autocast = bf16_supported(device)
+
+    class_names = class_names_from_metadata(read_metadata(config.data_dir))
+    if len(class_names) != config.model.num_classes:
+        raise ValueError(f"dataset has {len(class_names)} classes, model config {config.model.num_classes}")
+    x_train, y_train = _load_split(config, config.train_folds)
+    x_val, y_val = _load_split(config, config.val_folds) if config.val_folds else (None, None)
+
+    model = AudioCNN(config.model).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(x_train) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.15
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    history: list[dict[str, float]] = []
+    start_epoch, best_score, started = 0, -1.0, time.time()
+    last_path = out / "last.pt"
+    if resume and last_path.is_file():
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, start_epoch, best_score = state["history"], state["epoch"], state["best_score"]
+        started -= state["elapsed"]
+        print(f"resumed from {last_path} at epoch {start_epoch}")
+
+    writer = SummaryWriter(str(out / "tensorboard"))
+    metadata_base = {
+        "recipe": config.describe(),
+        "train_folds": list(config.train_folds),
+        "val_folds": list(config.val_folds),
+        "test_folds": list(config.test_folds),
+        "seed": config.seed,
+        "code_version": code_version(),
+        "device": f"{device.type} ({platform.processor() or platform.machine()})",
+        "bf16_autocast": autocast,
+        "selection": "best validation accuracy" if config.val_folds else "final epoch of a fixed schedule",
+    }
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        total_loss = total_correct = seen = 0.0
+        epoch_start = time.time()
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
+        for step in bar:
+            index = order[step * config.batch_size : (step + 1) * config.batch_size]
+            xb, targets = augment_batch(x_train[index], y_train[index], config.model.num_classes,
+                                        config.augment, generator)  # fmt: skip
+            xb = xb.to(device).contiguous(memory_format=torch.channels_last)
+            targets = targets.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = model(xb).float()
+            smoothed = targets * (1 - config.label_smoothing) + config.label_smoothing / targets.shape[1]
+            loss = torch.sum(-smoothed * F.log_softmax(logits, dim=1), dim=1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item() * len(index)
+            total_correct += (logits.argmax(1) == targets.argmax(1)).sum().item()
+            seen += len(index)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": total_loss / seen,
+            "train_accuracy": total_correct / seen,
+            "lr": scheduler.get_last_lr()[0],
+            "samples_per_second": seen / (time.time() - epoch_start),
+        }
+        if x_val is not None:
+            record["val_loss"], record["val_accuracy"] = evaluate_logmels(model, x_val, y_val, device, autocast)
+        history.append(record)
+        for key, value in record.items():
+            if key != "epoch":
+                writer.add_scalar(key.replace("_", "/", 1) if "_" in key else key, value, epoch + 1)
+        writer.flush()
+        score = record.get("val_accuracy", float(epoch + 1))  # no validation: the latest epoch wins
+        summary = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch")
+        print(f"epoch {epoch + 1}/{config.epochs} {summary}", flush=True)
+        metadata = {**metadata_base, "epochs_trained": epoch + 1, "epochs": config.epochs,
+                    "training_seconds": time.time() - started, "history": history}  # fmt: skip
+        if score > best_score:
+            best_score = score
+            save_checkpoint(out / "best.pt", model, config.features, class_names,
+                            {**metadata, "selected_epoch": epoch + 1})  # fmt: skip
+        state = checkpoint_payload(model, config.features, class_names, metadata)
+        state.update(
+            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), generator=generator.get_state(),
+            torch_rng=torch.get_rng_state(), history=history, epoch=epoch + 1, best_score=best_score,
+            elapsed=time.time() - started,
+        )  # fmt: skip
+        torch.save(state, last_path.with_suffix(".tmp"))
+        last_path.with_suffix(".tmp").replace(last_path)
+    writer.close()
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    return out / "best.pt"

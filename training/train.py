@@ -1,0 +1,130 @@
+"""Train audiocnn locally (``python -m training.train``) or on Modal (``modal run training/train.py``).
+
+Both paths call ``training.loop.train``; Modal only provides the GPU, the dataset
+baked into the image, and a Volume for checkpoints and TensorBoard logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+if __package__ in (None, ""):  # `modal run training/train.py` imports this file by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import modal
+
+from audiocnn.model import ModelConfig
+from training.loop import TrainConfig, train
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+REMOTE_DATA = "/data/esc50"
+VOLUME_PATH = "/runs"
+
+app = modal.App("audiocnn-training")
+volume = modal.Volume.from_name("audiocnn-runs", create_if_missing=True)
+image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .apt_install("wget", "unzip")
+    .run_commands(
+        "wget -q https://github.com/karoldvl/ESC-50/archive/master.zip -O /tmp/esc50.zip",
+        f"mkdir -p {REMOTE_DATA} && unzip -q /tmp/esc50.zip -d /tmp/esc50"
+        f" && mv /tmp/esc50/ESC-50-master/meta /tmp/esc50/ESC-50-master/audio {REMOTE_DATA}/"
+        " && rm -rf /tmp/esc50 /tmp/esc50.zip",
+    )
+    .pip_install_from_requirements(str(PROJECT_ROOT / "requirements.txt"))
+    .add_local_python_source("audiocnn", "training")
+)
+
+
+def model_config(size: str) -> ModelConfig:
+    """Named model sizes; ``default`` is the shipped model's architecture."""
+    sizes = {
+        "small": ModelConfig(stem_channels=32, widths=(32, 64, 128, 256)),
+        "default": TrainConfig(data_dir="", out_dir="").model,
+        "resnet18": ModelConfig(),
+        "resnet34": ModelConfig(blocks=(3, 4, 6, 3)),
+    }
+    if size not in sizes:
+        raise ValueError(f"unknown model size {size!r}; choose from {sorted(sizes)}")
+    return sizes[size]
+
+
+@app.function(image=image, gpu="L4", volumes={VOLUME_PATH: volume}, timeout=4 * 3600)
+def train_remote(config: TrainConfig, resume: bool = False) -> str:
+    """Run the shared training function on Modal's GPU and persist its outputs."""
+    config = replace(config, data_dir=REMOTE_DATA, cache_dir=f"{VOLUME_PATH}/cache")
+    best = train(config, resume=resume)
+    volume.commit()
+    return str(best)
+
+
+@app.local_entrypoint()
+def modal_main(
+    epochs: int = 200,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    test_fold: int = 5,
+    val_fold: int = 0,
+    model_size: str = "default",
+    seed: int = 0,
+    run_name: str = "default",
+    cv: bool = False,
+    resume: bool = False,
+) -> None:
+    """`modal run training/train.py [--epochs N] [--cv] ...`; --cv trains all 5 folds in parallel."""
+    test_folds = [1, 2, 3, 4, 5] if cv else [test_fold]
+    configs = []
+    for fold in test_folds:
+        train_folds = tuple(f for f in range(1, 6) if f not in (fold, val_fold))
+        configs.append(TrainConfig(
+            data_dir=REMOTE_DATA, out_dir=f"{VOLUME_PATH}/{run_name}/fold{fold}", train_folds=train_folds,
+            val_folds=(val_fold,) if val_fold else (), test_folds=(fold,), epochs=epochs,
+            batch_size=batch_size, lr=lr, seed=seed, model=model_config(model_size),
+        ))  # fmt: skip
+    for path in train_remote.map(configs, kwargs={"resume": resume}):
+        print(f"checkpoint saved on volume audiocnn-runs: {path.removeprefix(VOLUME_PATH)}")
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
+    parser.add_argument("--data-dir", required=True, help="ESC-50 folder (meta/esc50.csv + audio/)")
+    parser.add_argument("--out", required=True, help="run folder: checkpoints, TensorBoard logs")
+    parser.add_argument("--train-folds", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--val-folds", type=int, nargs="*", default=[])
+    parser.add_argument("--test-folds", type=int, nargs="*", default=[5])
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--model-size", default="default", choices=["small", "default", "resnet18", "resnet34"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--cache-dir", default=None, help="log-mel cache folder (default: <out>/cache)")
+    parser.add_argument("--no-cache", action="store_true", help="recompute log-mels (slow, for comparison)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    args = parser.parse_args(argv)
+    cache_dir = None if args.no_cache else (args.cache_dir or str(Path(args.out) / "cache"))
+    config = TrainConfig(
+        data_dir=args.data_dir, out_dir=args.out, train_folds=tuple(args.train_folds),
+        val_folds=tuple(args.val_folds), test_folds=tuple(args.test_folds), epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+        device=args.device, cache_dir=cache_dir, model=model_config(args.model_size), threads=args.threads,
+    )  # fmt: skip
+    return config, args.resume
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, resume = parse_args(argv)
+    best = train(config, resume=resume)
+    print(f"served checkpoint: {best}")
+    print(f"evaluate it with: python -m training.evaluate --checkpoint {best} --data-dir {config.data_dir} "
+          f"--folds {' '.join(map(str, config.test_folds))}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
