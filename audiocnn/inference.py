@@ -105,9 +105,13 @@ class Predictor:
         """Decode a file or bytes to mono float32 at the model's rate (full length)."""
         return load_audio(source, self.feature_config.sample_rate)
 
-    def logmel(self, waveforms: np.ndarray) -> torch.Tensor:
-        """``(samples,)`` or ``(B, samples)`` at the model rate -> ``(B, 1, mels, frames)``."""
-        batch = np.atleast_2d(waveforms)
+    def logmel(self, waveforms: np.ndarray | list[np.ndarray]) -> torch.Tensor:
+        """One clip ``(samples,)`` or several (array or list) at the model rate -> ``(B, 1, mels, frames)``.
+
+        Each clip is centre-cropped or zero-padded to the model's window first.
+        """
+        single = isinstance(waveforms, np.ndarray) and waveforms.ndim == 1
+        batch = [waveforms] if single else list(waveforms)
         length = self.feature_config.clip_samples
         fitted = np.stack([fit_to_length(w, length) for w in batch]).astype(np.float32)
         with torch.no_grad():
@@ -125,8 +129,7 @@ class Predictor:
         """One prediction per clip, computed in batches of ``WINDOW_BATCH``."""
         results = []
         for start in range(0, len(waveforms), WINDOW_BATCH):
-            chunk = np.stack(list(waveforms[start : start + WINDOW_BATCH]))
-            probabilities = self._probabilities(self.logmel(chunk))
+            probabilities = self._probabilities(self.logmel(waveforms[start : start + WINDOW_BATCH]))
             results.extend(Prediction(p, self.class_names) for p in probabilities)
         return results
 
