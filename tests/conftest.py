@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny checkpoints and audio made by the tests, the shipped model, ESC-50."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiocnn.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
+from audiocnn.features import FeatureConfig
+from audiocnn.labels import CLASS_NAMES
+from audiocnn.model import AudioCNN, ModelConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+ESC50_DIR = ROOT.parent / "shared" / "esc50"
+TINY_MODEL = ModelConfig(stem_channels=8, widths=(8, 16), blocks=(1, 1))
+
+
+def tone(seconds: float = 1.0, rate: int = 22050, freq: float = 440.0, channels: int = 1) -> np.ndarray:
+    """A sine tone, frames x channels, float32 in [-0.5, 0.5]."""
+    t = np.arange(int(seconds * rate)) / rate
+    mono = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.repeat(mono[:, None], channels, axis=1)
+
+
+def audio_bytes(data: np.ndarray, rate: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
+    """Encode frames x channels to an in-memory file of the given format/subtype."""
+    buffer = io.BytesIO()
+    sf.write(buffer, data, rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised, very small model in a real checkpoint file (fast to run)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, AudioCNN(TINY_MODEL).eval(), FeatureConfig(), list(CLASS_NAMES), {"note": "test"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def shipped_checkpoint() -> Path:
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.fail(f"the shipped checkpoint {DEFAULT_CHECKPOINT} is missing")
+    return DEFAULT_CHECKPOINT
+
+
+@pytest.fixture(scope="session")
+def esc50_dir() -> Path:
+    if not (ESC50_DIR / "meta" / "esc50.csv").is_file():
+        pytest.skip("ESC-50 is not available at ../shared/esc50")
+    return ESC50_DIR
