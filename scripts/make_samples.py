@@ -32,6 +32,16 @@ def attributions(license_path: Path) -> dict[str, str]:
     return found
 
 
+def credit_for(credits: dict[str, str], clip: str) -> str:
+    """Exact match, else the entry that extends the name (the LICENSE has typos like ``5-141683-Ad``)."""
+    if clip in credits:
+        return credits[clip]
+    near = [text for key, text in credits.items() if key.startswith(clip)]
+    if len(near) != 1:
+        raise KeyError(f"no unique attribution for {clip} in the ESC-50 LICENSE")
+    return near[0]
+
+
 def main(data_dir: str) -> None:
     data = Path(data_dir)
     credits = attributions(data / "LICENSE")
@@ -55,7 +65,7 @@ def main(data_dir: str) -> None:
             source = next((data / "audio").glob(f"{stem}.*"))
             audio, rate = sf.read(source, dtype="int16")
             sf.write(OUT / f"{stem}.flac", audio, rate, format="FLAC", subtype="PCM_16", compression_level=1.0)
-            credit = credits.get(stem.rsplit("-", 1)[0], "ESC-50 (no per-clip credit listed)")
+            credit = credit_for(credits, stem.rsplit("-", 1)[0])
             index.append({"file": f"{stem}.flac", "label": row["category"], "target": target,
                           "fold": row["fold"], "attribution": credit})  # fmt: skip
             lines.append(f"- `{stem}.flac` ({row['category']}): {credit}")
