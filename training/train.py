@@ -34,7 +34,7 @@ image = (
         f" && mv /tmp/esc50/ESC-50-master/meta /tmp/esc50/ESC-50-master/audio {REMOTE_DATA}/"
         " && rm -rf /tmp/esc50 /tmp/esc50.zip",
     )
-    .pip_install_from_requirements(str(PROJECT_ROOT / "requirements.txt"))
+    .uv_pip_install(requirements=[str(PROJECT_ROOT / "requirements.txt")])
     .add_local_python_source("audiocnn", "training")
 )
 
