@@ -1,0 +1,174 @@
+"""Measure a checkpoint on ESC-50 folds: ``python -m training.evaluate --data-dir D --folds 5``.
+
+Clips go through the serving path itself (``Predictor.load`` + ``Predictor.predict_batch``:
+the same decoding, centre window and log-mel as the app and the CLI), so the reported
+accuracy is the accuracy users get, not that of a parallel evaluation pipeline.
+``--json``/``--output`` produce the metrics file the dashboard reads (``assets/metrics.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from audiocnn.audio import AudioError
+from audiocnn.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+from audiocnn.inference import Predictor
+from audiocnn.labels import display_name
+
+from .data import Clip, DatasetError, class_names_from_metadata, read_metadata, select_folds
+
+BATCH_SIZE = 32
+"""Clips decoded and classified together: bounds memory while keeping the model busy."""
+
+TRAINING_FIELDS = (
+    "epochs", "epochs_trained", "selected_epoch", "seed", "train_folds", "val_folds", "test_folds",
+    "selection", "training_seconds", "code_version", "device",
+)  # fmt: skip
+"""Checkpoint metadata copied into the metrics so a reader knows what produced the model."""
+
+
+class EvaluationError(RuntimeError):
+    """The checkpoint and the dataset cannot be evaluated together."""
+
+
+def evaluate(predictor: Predictor, clips: list[Clip], batch_size: int = BATCH_SIZE) -> np.ndarray:
+    """Confusion matrix ``(classes, classes)``: rows are true classes, columns predicted ones."""
+    size = len(predictor.class_names)
+    confusion = np.zeros((size, size), dtype=np.int64)
+    batches = range(0, len(clips), batch_size)
+    for start in tqdm(batches, desc="evaluating", unit="batch", leave=False, disable=None):
+        batch = clips[start : start + batch_size]
+        waveforms = []
+        for clip in batch:
+            try:
+                waveforms.append(predictor.load(clip.path))
+            except AudioError as error:
+                raise EvaluationError(f"cannot decode {clip.path}: {error}") from error
+        for clip, prediction in zip(batch, predictor.predict_batch(waveforms)):
+            confusion[clip.target, prediction.top_index] += 1
+    return confusion
+
+
+def check_class_names(predictor: Predictor, dataset_names: list[str]) -> None:
+    """Refuse to score a model whose output order is not the dataset's target order."""
+    if list(predictor.class_names) != list(dataset_names):
+        differing = [
+            f"{i}: model {m!r} vs data {d!r}"
+            for i, (m, d) in enumerate(zip(predictor.class_names, dataset_names)) if m != d
+        ]  # fmt: skip
+        detail = "; ".join(differing[:3]) or (
+            f"model has {len(predictor.class_names)} classes, data has {len(dataset_names)}"
+        )
+        raise EvaluationError(f"the checkpoint's class names do not match the dataset's ({detail})")
+
+
+def metrics(
+    confusion: np.ndarray,
+    class_names: list[str] | tuple[str, ...],
+    checkpoint: str,
+    folds: list[int],
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """The metrics document (schema shared with the dashboard's model page)."""
+    totals = confusion.sum(axis=1)
+    per_class = {
+        name: (float(confusion[i, i] / totals[i]) if totals[i] else None) for i, name in enumerate(class_names)
+    }
+    total = int(confusion.sum())
+    return {
+        "checkpoint": checkpoint,
+        "folds": list(folds),
+        "num_clips": total,
+        "accuracy": float(np.trace(confusion) / total) if total else 0.0,
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "class_names": list(class_names),
+        "history": list(metadata.get("history") or []),
+        "training": {key: metadata[key] for key in TRAINING_FIELDS if key in metadata},
+    }
+
+
+def format_text(result: dict[str, Any]) -> str:
+    """Readable report: overall and per-class accuracy, the confusion matrix, the top confusions."""
+    names = result["class_names"]
+    confusion = np.asarray(result["confusion"])
+    lines = [
+        f"checkpoint: {result['checkpoint']}",
+        f"folds: {' '.join(map(str, result['folds']))}   clips: {result['num_clips']}",
+        f"accuracy: {result['accuracy'] * 100:.2f}%",
+        "",
+        "per-class accuracy (worst first):",
+    ]
+    scored = sorted(((acc, name) for name, acc in result["per_class"].items() if acc is not None))
+    lines += [f"  {acc * 100:6.1f}%  {display_name(name)}" for acc, name in scored]
+    lines += ["", "confusion matrix (rows: true class, columns: predicted class index):"]
+    lines.append(" " * 26 + "".join(f"{j:>3d}" for j in range(len(names))))
+    for i, name in enumerate(names):
+        cells = "".join(f"{v:>3d}" if v else "  ." for v in confusion[i])
+        lines.append(f"{i:>2d} {display_name(name)[:22]:<22} {cells}")
+    off_diagonal = [(int(confusion[i, j]), i, j) for i in range(len(names)) for j in range(len(names))
+                    if i != j and confusion[i, j]]  # fmt: skip
+    if off_diagonal:
+        lines += ["", "most frequent confusions (true -> predicted):"]
+        for count, i, j in sorted(off_diagonal, key=lambda c: (-c[0], c[1], c[2]))[:10]:
+            lines.append(f"  {count:3d}  {display_name(names[i])} -> {display_name(names[j])}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the shipped model)")
+    parser.add_argument("--data-dir", type=Path, required=True, help="ESC-50 folder (meta/esc50.csv + audio/)")
+    parser.add_argument("--folds", type=int, nargs="+", default=[5], help="folds to evaluate on (default: 5)")
+    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    parser.add_argument("--output", type=Path, default=None, help="also write the JSON metrics to this file")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="clips per forward pass")
+    return parser
+
+
+def _checkpoint_label(path: Path | None) -> str:
+    """The path as given; the shipped default as its project-relative path, not this machine's."""
+    if path is not None:
+        return str(path)
+    return str(DEFAULT_CHECKPOINT.relative_to(DEFAULT_CHECKPOINT.parent.parent))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    predictor = Predictor.from_checkpoint(args.checkpoint)
+    all_clips = read_metadata(args.data_dir)
+    check_class_names(predictor, class_names_from_metadata(all_clips))
+    clips = select_folds(all_clips, args.folds)
+    metadata = predictor.checkpoint.metadata
+    trained_on = set(metadata.get("train_folds") or []) & set(args.folds)
+    if trained_on:
+        print(f"warning: the checkpoint was trained on fold(s) {sorted(trained_on)}; this accuracy is not a "
+              "held-out score", file=sys.stderr)  # fmt: skip
+    confusion = evaluate(predictor, clips, max(1, args.batch_size))
+    return metrics(confusion, predictor.class_names, _checkpoint_label(args.checkpoint), args.folds, metadata)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = run(args)
+    except (CheckpointError, DatasetError, EvaluationError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    document = json.dumps(result, ensure_ascii=False)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(document + "\n")
+    print(document if args.json else format_text(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
