@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,13 @@ MAX_DURATION_SECONDS = 600.0
 
 MIN_DURATION_SECONDS = 0.1
 """Shorter clips carry too little sound to classify and are refused."""
+
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 384_000
+"""Sample rates outside this range are refused: below it nothing audible survives, above it no real recorder."""
+
+BLOCK_VALUES = 1 << 20
+"""Samples (frames x channels) decoded per block, so memory stays bounded whatever the file's layout."""
 
 
 class AudioError(ValueError):
@@ -75,10 +83,7 @@ def decode(data: bytes, max_duration: float = MAX_DURATION_SECONDS) -> DecodedAu
     """Decode audio bytes to float32 frames x channels, without resampling."""
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
-            if f.samplerate <= 0 or f.channels <= 0:
-                raise AudioError("The audio header is invalid (no sample rate or channels).")
-            if f.frames > 0 and f.frames / f.samplerate > max_duration + 1:
-                raise AudioError(_too_long(f.frames / f.samplerate, max_duration))
+            _check_header(f, max_duration)
             samples = f.read(dtype="float32", always_2d=True)
             decoded = DecodedAudio(samples, int(f.samplerate), f.format)
     except AudioError:
@@ -90,6 +95,19 @@ def decode(data: bytes, max_duration: float = MAX_DURATION_SECONDS) -> DecodedAu
     if decoded.duration > max_duration:
         raise AudioError(_too_long(decoded.duration, max_duration))
     return decoded
+
+
+def _check_header(f: sf.SoundFile, max_duration: float) -> None:
+    """Refuse what the header already tells is unusable, before any sample is decoded."""
+    if f.samplerate <= 0 or f.channels <= 0:
+        raise AudioError("The audio header is invalid (no sample rate or channels).")
+    if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"The file's sample rate is {f.samplerate} Hz; supported rates are "
+            f"{MIN_SAMPLE_RATE} Hz to {MAX_SAMPLE_RATE} Hz."
+        )
+    if f.frames > 0 and f.frames / f.samplerate > max_duration + 1:
+        raise AudioError(_too_long(f.frames / f.samplerate, max_duration))
 
 
 def _undecodable(data: bytes, error: Exception) -> AudioError:
@@ -112,8 +130,9 @@ def _looks_like_text(data: bytes) -> bool:
 
 
 def _short(error: Exception) -> str:
+    """The decoder's reason without libsndfile's "Error opening <_io.BytesIO object at 0x...>: " prefix."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text[:200]
+    return re.sub(r"^Error opening <[^>]*>: ", "", text)[:200]
 
 
 def _too_long(seconds: float, limit: float) -> str:
@@ -143,15 +162,47 @@ def load_audio(
     max_duration: float = MAX_DURATION_SECONDS,
     max_bytes: int = MAX_FILE_BYTES,
 ) -> np.ndarray:
-    """Any supported file or bytes -> mono float32 at ``sample_rate``, full length."""
-    decoded = decode(read_source(source, max_bytes), max_duration)
-    if decoded.duration < MIN_DURATION_SECONDS:
+    """Any supported file or bytes -> mono float32 at ``sample_rate``, full length.
+
+    Decodes, downmixes and resamples block by block, so memory is bounded by the
+    output (10 minutes at 22.05 kHz: 53 MB) rather than by the file's rate and channels.
+    """
+    data = read_source(source, max_bytes)
+    try:
+        signal, frames, rate = _stream_mono(data, sample_rate, max_duration)
+    except AudioError:
+        raise
+    except Exception as error:  # libsndfile reports every malformed file as RuntimeError
+        raise _undecodable(data, error) from error
+    if frames == 0:
+        raise AudioError("The file contains no audio samples.")
+    if frames / rate < MIN_DURATION_SECONDS:
         raise AudioError(
-            f"The recording is only {decoded.duration * 1000:.0f} ms long; "
+            f"The recording is only {frames / rate * 1000:.0f} ms long; "
             f"at least {MIN_DURATION_SECONDS * 1000:.0f} ms is needed."
         )
-    mono = sanitize(to_mono(decoded.samples))
-    return sanitize(resample(mono, decoded.sample_rate, sample_rate))
+    return signal
+
+
+def _stream_mono(data: bytes, sample_rate: int, max_duration: float) -> tuple[np.ndarray, int, int]:
+    """(mono float32 at ``sample_rate``, frames decoded, native rate); stops as soon as the limit is passed."""
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        _check_header(f, max_duration)
+        rate, limit = int(f.samplerate), int(max_duration * f.samplerate)
+        stream = None
+        if rate != sample_rate:
+            stream = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ")
+        parts, frames = [], 0
+        for block in f.blocks(blocksize=max(1024, BLOCK_VALUES // f.channels), dtype="float32", always_2d=True):
+            frames += block.shape[0]
+            if frames > limit:
+                raise AudioError(f"The recording is longer than {max_duration:.0f} s, the limit.")
+            mono = sanitize(to_mono(block))
+            parts.append(mono if stream is None else stream.resample_chunk(mono))
+        if stream is not None:
+            parts.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    signal = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return sanitize(signal).astype(np.float32, copy=False), frames, rate
 
 
 def fit_to_length(signal: np.ndarray, length: int) -> np.ndarray:
