@@ -117,10 +117,10 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> LoadedCheckpoint:
         feature_config = FeatureConfig.from_dict(payload["feature_config"])
         class_names = [str(name) for name in payload["class_names"]]
         state_dict = payload["state_dict"]
-    except (KeyError, TypeError) as error:
-        raise CheckpointError(f"Checkpoint {path} is missing or has a malformed entry: {error}") from error
     except (ModelConfigError, FeatureConfigError) as error:
         raise CheckpointError(f"Checkpoint {path} is incompatible with this code: {error}") from error
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"Checkpoint {path} is missing or has a malformed entry: {error!r}") from error
     if len(class_names) != model_config.num_classes:
         raise CheckpointError(
             f"Checkpoint {path} lists {len(class_names)} class names for a model with "

@@ -34,6 +34,34 @@ def audio_bytes(data: np.ndarray, rate: int, fmt: str = "WAV", subtype: str | No
     return buffer.getvalue()
 
 
+def make_esc50(root: Path, folds: int = 5, seconds: float = 0.5) -> Path:
+    """A tiny ESC-50-layout folder: one clip per class and fold, each class its own tone.
+
+    Like the shared copy, the csv lists ``.wav`` names while fold 5 is FLAC and the
+    other folds OGG on disk, so extension resolution is exercised too.
+    """
+    (root / "meta").mkdir(parents=True)
+    (root / "audio").mkdir()
+    rows = ["filename,fold,target,category,esc10,src_file,take"]
+    rng = np.random.default_rng(0)
+    for fold in range(1, folds + 1):
+        for target, name in enumerate(CLASS_NAMES):
+            stem = f"{fold}-{target:03d}-A-0"
+            signal = tone(seconds, 22050, 100.0 + 90.0 * target)[:, 0]
+            signal = signal + 0.02 * rng.standard_normal(signal.shape[0])
+            suffix = ".flac" if fold == 5 else ".ogg"
+            sf.write(root / "audio" / f"{stem}{suffix}", signal.astype(np.float32), 22050)
+            rows.append(f"{stem}.wav,{fold},{target},{name},False,{target:03d},A")
+    (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_esc50(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A shared, read-only tiny ESC-50 folder (250 half-second clips); copy it before changing it."""
+    return make_esc50(tmp_path_factory.mktemp("esc50"))
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised, very small model in a real checkpoint file (fast to run)."""

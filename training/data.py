@@ -51,12 +51,17 @@ def read_metadata(data_dir: str | Path) -> list[Clip]:
     by_stem = {p.stem: p for p in audio_dir.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS}
     clips, missing = [], []
     with meta.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            stem = Path(row["filename"]).stem
+        for line, row in enumerate(csv.DictReader(handle), 2):
+            try:
+                stem = Path(row["filename"]).stem
+                fold, target, category = int(row["fold"]), int(row["target"]), row["category"]
+            except (KeyError, TypeError, ValueError) as error:
+                raise DatasetError(f"{meta} line {line} is malformed (needs filename, fold, target, category): "
+                                   f"{error!r}") from error  # fmt: skip
             if stem not in by_stem:
                 missing.append(row["filename"])
                 continue
-            clips.append(Clip(by_stem[stem], int(row["fold"]), int(row["target"]), row["category"]))
+            clips.append(Clip(by_stem[stem], fold, target, category))
     if missing:
         raise DatasetError(f"{len(missing)} clips listed in {meta} are missing from {audio_dir}, e.g. {missing[0]}")
     return clips
@@ -64,12 +69,19 @@ def read_metadata(data_dir: str | Path) -> list[Clip]:
 
 def class_names_from_metadata(clips: list[Clip]) -> list[str]:
     """Class names in target order, as the dataset defines them."""
-    names = {clip.target: clip.category for clip in clips}
+    names: dict[int, str] = {}
+    for clip in clips:
+        if names.setdefault(clip.target, clip.category) != clip.category:
+            raise DatasetError(f"target {clip.target} is both {names[clip.target]!r} and {clip.category!r}")
+    if sorted(names) != list(range(len(names))):
+        raise DatasetError(f"targets must be 0..{len(names) - 1} without gaps, got {sorted(names)}")
     return [names[i] for i in range(len(names))]
 
 
 def select_folds(clips: list[Clip], folds: list[int] | tuple[int, ...]) -> list[Clip]:
     wanted = set(folds)
+    if not wanted:
+        raise DatasetError("no folds selected")
     unknown = wanted - {clip.fold for clip in clips}
     if unknown:
         raise DatasetError(f"folds {sorted(unknown)} do not exist in this dataset")
@@ -116,9 +128,9 @@ def unpack_archive(archive: str | Path, data_dir: str | Path) -> Path:
     """Unpack the official ESC-50 zip (one top folder holding meta/ and audio/) into data_dir."""
     data_dir = Path(data_dir)
     with zipfile.ZipFile(archive) as zf, tempfile.TemporaryDirectory() as tmp:
+        root_dir = Path(tmp).resolve()
         for member in zf.infolist():
-            target = (Path(tmp) / member.filename).resolve()
-            if not str(target).startswith(str(Path(tmp).resolve())):
+            if not (root_dir / member.filename).resolve().is_relative_to(root_dir):
                 raise DatasetError(f"refusing archive member outside the target: {member.filename}")
         zf.extractall(tmp)
         metas = list(Path(tmp).glob("**/meta/esc50.csv"))

@@ -16,6 +16,7 @@ import platform
 import random
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,8 +113,14 @@ def _load_split(config: TrainConfig, folds: tuple[int, ...]) -> tuple[torch.Tens
     return features, torch.tensor([c.target for c in clips])
 
 
-def train(config: TrainConfig, resume: bool = False) -> Path:
-    """Train, writing checkpoints into ``config.out_dir``; returns the served checkpoint's path."""
+def train(
+    config: TrainConfig, resume: bool = False, on_epoch_end: Callable[[dict[str, float]], None] | None = None
+) -> Path:
+    """Train, writing checkpoints into ``config.out_dir``; returns the served checkpoint's path.
+
+    ``on_epoch_end`` receives each epoch's record once its checkpoints are on disk, so a
+    caller can report progress or stop the run (by raising) at a point ``resume`` picks up from.
+    """
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
@@ -121,6 +128,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     overlap = set(config.train_folds) & (set(config.val_folds) | set(config.test_folds))
     if overlap:
         raise ValueError(f"folds {sorted(overlap)} are used for training and for validation/testing")
+    if set(config.val_folds) & set(config.test_folds):
+        raise ValueError("validation folds must not be test folds: model selection would see the test data")
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -221,6 +230,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         )  # fmt: skip
         torch.save(state, last_path.with_suffix(".tmp"))
         last_path.with_suffix(".tmp").replace(last_path)
+        if on_epoch_end is not None:
+            on_epoch_end(record)
     writer.close()
     (out / "history.json").write_text(json.dumps(history, indent=1))
     return out / "best.pt"
