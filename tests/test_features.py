@@ -1,0 +1,94 @@
+"""Log-mel features: shape, finiteness, per-clip dB floor, and training == serving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import tone
+
+from audiocnn.features import FeatureConfig, FeatureConfigError, LogMel
+from audiocnn.inference import Predictor
+from training.data import Clip, compute_logmels, read_metadata
+
+CONFIG = FeatureConfig()
+
+
+@pytest.fixture(scope="module")
+def frontend() -> LogMel:
+    return LogMel(CONFIG).eval()
+
+
+def clip_of(signal: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(signal, dtype=np.float32)[: CONFIG.clip_samples])
+
+
+def test_default_geometry():
+    assert CONFIG.clip_samples == 110250
+    assert CONFIG.num_frames == 216
+    times = CONFIG.frame_times()
+    assert times.shape == (216,) and times[0] == 0 and times[1] == pytest.approx(512 / 22050)
+    mels = CONFIG.mel_frequencies()
+    assert mels.shape == (128,) and (np.diff(mels) > 0).all() and mels[0] > 0 and mels[-1] < CONFIG.f_max
+
+
+def test_shape_and_finite_values(frontend):
+    features = frontend(clip_of(tone(5.0, 22050, 440.0)[:, 0]))
+    assert features.shape == (1, 1, 128, 216)
+    assert features.dtype == torch.float32 and torch.isfinite(features).all()
+    batch = frontend(torch.stack([clip_of(tone(5.0, 22050, f)[:, 0]) for f in (200.0, 2000.0)]))
+    assert batch.shape == (2, 1, 128, 216)
+
+
+def test_silence_is_finite(frontend):
+    features = frontend(torch.zeros(1, CONFIG.clip_samples))
+    assert torch.isfinite(features).all()
+    assert features.max() == features.min()  # a flat floor, not -inf
+
+
+def test_db_floor_is_top_db_below_each_clips_peak(frontend):
+    signal = np.zeros(CONFIG.clip_samples, dtype=np.float32)
+    signal[:22050] = tone(1.0, 22050, 1000.0)[:, 0]  # loud second, then silence
+    features = frontend(torch.from_numpy(signal))[0, 0]
+    assert features.max() - features.min() == pytest.approx(CONFIG.top_db, abs=1e-3)
+
+
+def test_loud_tone_peaks_in_its_mel_band(frontend):
+    features = frontend(clip_of(tone(5.0, 22050, 1000.0)[:, 0]))[0, 0]
+    band = int(features.mean(dim=1).argmax())
+    assert CONFIG.mel_frequencies()[band] == pytest.approx(1000.0, rel=0.1)
+
+
+def test_per_clip_features_do_not_depend_on_the_batch(frontend):
+    loud = clip_of(tone(5.0, 22050, 440.0)[:, 0])
+    quiet = clip_of(1e-4 * np.random.default_rng(0).standard_normal(CONFIG.clip_samples))
+    together = frontend(torch.stack([loud, quiet]))
+    torch.testing.assert_close(together[0], frontend(loud)[0], rtol=0, atol=1e-4)
+    torch.testing.assert_close(together[1], frontend(quiet)[0], rtol=0, atol=1e-4)
+    swapped = frontend(torch.stack([quiet, loud]))
+    torch.testing.assert_close(swapped[0], together[1], rtol=0, atol=1e-4)
+
+
+def test_training_features_equal_serving_features(tiny_checkpoint, tiny_esc50, tmp_path):
+    """training.data.compute_logmels and Predictor.logmel(Predictor.load(...)) agree exactly."""
+    long_stereo = tmp_path / "long.wav"
+    frames = tone(7.0, 44100, 330.0, channels=2)
+    frames[:, 1] = np.random.default_rng(1).uniform(-0.3, 0.3, frames.shape[0])
+    sf.write(long_stereo, frames, 44100, subtype="PCM_24")  # resampled, downmixed and centre-cropped
+    clips = [c for c in read_metadata(tiny_esc50) if c.target in (0, 49)]  # short FLAC and OGG, padded
+    clips.append(Clip(long_stereo, 1, 0, "dog"))
+    predictor = Predictor.from_checkpoint(tiny_checkpoint)
+    training = compute_logmels(clips, predictor.feature_config, batch_size=4)
+    serving = predictor.logmel([predictor.load(c.path) for c in clips])
+    assert training.shape == (len(clips), 1, 128, 216)
+    assert torch.equal(training, serving)
+
+
+def test_feature_config_round_trip_and_validation():
+    assert FeatureConfig.from_dict(CONFIG.to_dict()) == CONFIG
+    with pytest.raises(FeatureConfigError, match="unsupported feature config keys"):
+        FeatureConfig.from_dict({**CONFIG.to_dict(), "window": "hamming"})
+    for bad in ({"version": 2}, {"f_max": 20000.0}, {"n_mels": 2}, {"hop_length": 4096}, {"top_db": 0}):
+        with pytest.raises(FeatureConfigError):
+            FeatureConfig(**bad)
