@@ -1,0 +1,112 @@
+"""AudioCNN: output shapes, the full activation tree, and capture not changing the result."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY_MODEL
+
+from audiocnn.model import AudioCNN, ModelConfig, ModelConfigError, activation_tree, count_parameters
+from training.loop import TrainConfig
+
+SHIPPED_ARCHITECTURE = TrainConfig(data_dir="", out_dir="").model
+
+
+def expected_shapes(config: ModelConfig, batch: int, mels: int = 128, frames: int = 216) -> dict[str, tuple]:
+    """Every activation's shape, from the documented layout (stem /4, then /2 per stage after the first)."""
+
+    def down(size: int) -> int:  # a 3x3 (or 7x7) convolution or pool with stride 2 and "same" padding
+        return (size + 1) // 2
+
+    h, w = down(mels), down(frames)
+    shapes = {"stem.conv": (batch, config.stem_channels, h, w)}
+    shapes["stem.bn"] = shapes["stem.relu"] = shapes["stem.conv"]
+    h, w = down(h), down(w)
+    shapes["stem"] = (batch, config.stem_channels, h, w)
+    for stage, (width, count) in enumerate(zip(config.widths, config.blocks)):
+        if stage:
+            h, w = down(h), down(w)
+        for block in range(count):
+            name = f"layer{stage + 1}.block{block}"
+            for sub in ("conv1", "bn1", "relu1", "conv2", "bn2", "shortcut", "out"):
+                shapes[f"{name}.{sub}"] = (batch, width, h, w)
+            shapes[name] = (batch, width, h, w)
+        shapes[f"layer{stage + 1}"] = (batch, width, h, w)
+    shapes["pool"] = (batch, config.widths[-1])
+    shapes["logits"] = (batch, config.num_classes)
+    return shapes
+
+
+def tree_names(config: ModelConfig) -> set[str]:
+    names = set()
+    for stage, blocks in activation_tree(config).items():
+        names.add(stage)
+        for block, sublayers in blocks.items():
+            names.add(block)
+            names.update(sublayers)
+    return names
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TINY_MODEL,
+        SHIPPED_ARCHITECTURE,
+        ModelConfig(num_classes=10, stem_channels=4, widths=(4, 8, 8), blocks=(2, 1, 3)),
+    ],
+    ids=["tiny", "shipped", "uneven"],
+)
+def test_activation_names_and_shapes(config):
+    torch.manual_seed(0)
+    model = AudioCNN(config).eval()
+    with torch.no_grad():
+        logits, activations = model(torch.randn(2, 1, 128, 216), return_activations=True)
+    assert logits.shape == (2, config.num_classes)
+    shapes = expected_shapes(config, 2)
+    assert {name: tuple(t.shape) for name, t in activations.items()} == shapes
+    assert tree_names(config) == set(shapes) - {"pool", "logits"}
+    assert list(activation_tree(config)) == ["stem"] + [f"layer{i + 1}" for i in range(len(config.widths))]
+    assert torch.equal(activations["logits"], logits)
+
+
+def test_tree_lists_sublayers_in_forward_order():
+    tree = activation_tree(TINY_MODEL)
+    assert tree["stem"] == {"stem": ["stem.conv", "stem.bn", "stem.relu", "stem"]}
+    assert tree["layer2"]["layer2.block0"] == [
+        f"layer2.block0.{s}" for s in ("conv1", "bn1", "relu1", "conv2", "bn2", "shortcut", "out")
+    ]
+
+
+def test_capture_does_not_change_logits():
+    torch.manual_seed(0)
+    model = AudioCNN(TINY_MODEL).eval()
+    x = torch.randn(3, 1, 128, 216)
+    with torch.no_grad():
+        plain = model(x)
+        captured, _ = model(x, return_activations=True)
+    assert isinstance(plain, torch.Tensor)
+    assert torch.equal(plain, captured)
+
+
+def test_other_input_sizes_and_gradients():
+    model = AudioCNN(TINY_MODEL).train()
+    x = torch.randn(2, 1, 64, 100)
+    logits = model(x)
+    assert logits.shape == (2, 50)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_parameter_count_and_config_validation():
+    model = AudioCNN(SHIPPED_ARCHITECTURE)
+    assert count_parameters(model) == sum(p.numel() for p in model.parameters())
+    assert count_parameters(model) > count_parameters(AudioCNN(TINY_MODEL))
+    assert ModelConfig.from_dict(SHIPPED_ARCHITECTURE.to_dict()) == SHIPPED_ARCHITECTURE
+    with pytest.raises(ModelConfigError, match="unknown architecture"):
+        ModelConfig(architecture="transformer")
+    with pytest.raises(ModelConfigError, match="equal length"):
+        ModelConfig(widths=(8, 16), blocks=(1,))
+    with pytest.raises(ModelConfigError, match="unknown model config keys"):
+        ModelConfig.from_dict({"depth": 3})
+    with pytest.raises(ModelConfigError, match="dropout"):
+        ModelConfig(dropout=1.0)
