@@ -1,0 +1,158 @@
+"""Analyze (landing page): bring a sound, hear and see it, read the ranked predictions and why."""
+
+import streamlit as st
+
+from audiocnn.audio import MAX_DURATION_SECONDS, MAX_FILE_BYTES
+from audiocnn.explain import CAM_LAYERS, DEFAULT_CAM_LAYER
+from ui import components, plots, resources, state
+from ui.axes import input_axes, node_strides
+
+# Microphone rate: st.audio_input's 16 kHz default would cut the band the model hears (up to 11 kHz).
+# The decoder always reads the real rate from the WAV header, whatever the browser delivers.
+RECORDING_RATE = 44100
+# Recordings up to this long also get a player for the whole file (longer ones only the window).
+FULL_PLAYBACK_SECONDS = 120
+
+model = resources.predictor()
+config = model.feature_config
+
+st.title("🎧 What does the CNN hear?")
+st.caption(
+    f"An audio CNN trained on ESC-50 (50 environmental sound classes) listens to {config.clip_seconds:g}-second "
+    f"windows at {config.sample_rate} Hz. Bring a sound, then see what it predicts and why."
+)
+
+
+def _take_inputs() -> None:
+    upload_tab, record_tab, sample_tab = st.tabs(["📄 Upload a file", "🎙️ Record", "📦 Bundled samples"])
+    with upload_tab:
+        uploaded = st.file_uploader(
+            f"WAV, FLAC, OGG or MP3 · up to {MAX_FILE_BYTES // 2**20} MB and {MAX_DURATION_SECONDS / 60:.0f} minutes",
+            type=["wav", "flac", "ogg", "mp3"],
+            max_upload_size=MAX_FILE_BYTES // 2**20,
+            key="upload",
+        )
+        if uploaded is not None and state.is_new_input(uploaded.file_id):
+            with st.spinner(f"Decoding {uploaded.name}…"):
+                state.ingest(uploaded.getvalue(), uploaded.name, "upload", model)
+    with record_tab:
+        recording = st.audio_input("Record from the microphone", sample_rate=RECORDING_RATE, key="record")
+        if recording is not None and state.is_new_input(recording.file_id):
+            with st.spinner("Decoding the recording…"):
+                state.ingest(recording.getvalue(), "microphone recording", "recording", model)
+    with sample_tab:
+        by_label = {clip.label: None for clip in resources.samples()}
+        if not by_label:
+            st.warning("No bundled samples were found in assets/samples.")
+            return
+        left, right, button = st.columns([3, 3, 2], vertical_alignment="bottom")
+        label = left.selectbox("Class", list(by_label), format_func=plots.class_label, key="sample_class")
+        options = resources.samples_for(label)
+        sample = right.selectbox("Clip", options, format_func=lambda clip: clip.name, key="sample_clip")
+        if button.button("Analyze this sample", key="sample_go", type="primary") and sample is not None:
+            waveform = resources.sample_waveform(str(sample.path))
+            state.use_clip(state.sample_clip(sample, waveform, config.sample_rate))
+
+
+def _choose_window(clip: state.Clip) -> int:
+    """For a long clip: the timeline and a window picker; returns the window the rest of the page shows."""
+    with st.spinner("Scanning the recording window by window…"):
+        timeline = state.timeline(clip, model)
+    if timeline is None:
+        return 0
+    index = state.window_index(clip, model)
+    key = f"window_{clip.id}"
+    if key not in st.session_state:
+        st.session_state[key] = index
+    top = [int(i) for i in timeline.mean.order[:5]]
+    chart = st.empty()
+    index = st.select_slider(
+        "Window the rest of the page explains",
+        options=list(range(len(timeline.starts))),
+        format_func=lambda i: f"{timeline.starts[i]:.1f}–{timeline.starts[i] + timeline.window_seconds:.1f} s",
+        key=key,
+    )
+    state.set_window_index(clip, index)
+    st.caption(
+        f"{len(timeline.starts)} overlapping {timeline.window_seconds:g}-second windows. "
+        f"Over the whole recording the most likely class is {plots.class_label(timeline.mean.top_label)} "
+        f"({timeline.mean.probabilities[timeline.mean.top_index]:.0%} on average)."
+    )
+    chart.plotly_chart(
+        plots.timeline_figure(timeline.starts, timeline.window_seconds, timeline.probabilities,
+                              timeline.class_names, top, index),
+        width="stretch",
+    )  # fmt: skip
+    return index
+
+
+def _show_clip(clip: state.Clip) -> None:
+    st.subheader(components.clip_title(clip))
+    st.caption(components.clip_caption(clip))
+    index = _choose_window(clip)
+    start, end = state.window_span(clip, model, index)
+    with st.spinner("Analysing…"):
+        result = state.analysis(clip, model, index)
+    prediction = result.prediction
+
+    sound, ranking = st.columns([3, 2], gap="large")
+    with sound:
+        st.markdown(f"**Listen** ({start:.1f}–{end:.1f} s, as the model hears it at {config.sample_rate} Hz)")
+        st.audio(result.waveform, sample_rate=config.sample_rate)
+        if clip.duration > config.clip_seconds and clip.duration <= FULL_PLAYBACK_SECONDS:
+            st.caption("The whole recording:")
+            st.audio(clip.waveform, sample_rate=clip.sample_rate)
+        st.plotly_chart(
+            plots.waveform_figure(clip.waveform, clip.sample_rate, (start, end) if clip.duration > end else None),
+            width="stretch",
+        )
+        st.markdown("**Log-mel spectrogram** — exactly the input the model sees")
+        st.plotly_chart(plots.spectrogram_figure(result.logmel, input_axes(config)), width="stretch")
+    with ranking:
+        st.markdown("### Top 5 predictions")
+        top = prediction.ranked(1)[0]
+        line = f"The model hears **{plots.class_label(top[0])}** ({top[1]:.1%})."
+        if clip.label:
+            line += f" The true class is {plots.class_label(clip.label)}: {components.verdict(prediction, clip.label)}."
+        st.markdown(line)
+        components.top_predictions(prediction, 5)
+        components.full_ranking(prediction)
+
+    _show_why(clip, index, result)
+
+
+def _show_why(clip: state.Clip, index: int, result) -> None:
+    st.markdown("### Why — Grad-CAM")
+    prediction = result.prediction
+    names = prediction.class_names
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    class_index = left.selectbox(
+        "Explain the class",
+        [int(i) for i in prediction.order],
+        format_func=lambda i: f"{plots.class_label(names[i])} — {prediction.probabilities[i]:.1%}",
+        key=f"cam_class_{clip.id}_{index}",
+    )
+    layer = right.radio(
+        "Layer", CAM_LAYERS, index=CAM_LAYERS.index(DEFAULT_CAM_LAYER), horizontal=True, key="cam_layer"
+    )
+    with st.spinner("Explaining…"):
+        cams = state.explanation(clip, model, index, class_index)
+    stride = node_strides(model.model)[layer]
+    cell = stride[1] * config.hop_length / config.sample_rate
+    st.plotly_chart(plots.spectrogram_figure(result.logmel, input_axes(config), cams[layer]), width="stretch")
+    st.caption(
+        f"Where the {layer} features that raise the score of {plots.class_label(names[class_index])} sit in time "
+        f"and frequency. Each {layer} cell covers {stride[0]} mel bands × {cell * 1000:.0f} ms, so deeper layers "
+        "give coarser maps. Grad-CAM has no absolute unit: each map is scaled to its own peak; an all-clear map "
+        "means nothing in that layer speaks for the class."
+    )
+
+
+_take_inputs()
+if message := state.input_error():
+    st.error(message)
+current = state.current_clip()
+if current is None:
+    st.info("Upload a file, record a sound or pick a bundled sample to start.")
+else:
+    _show_clip(current)

@@ -1,0 +1,122 @@
+"""Compare: a class's bundled clips side by side, and any two clips layer by layer."""
+
+import numpy as np
+import streamlit as st
+
+from audiocnn.inference import Prediction
+from ui import components, plots, resources, state
+from ui.axes import input_axes, map_axes, node_strides
+from ui.layers import browsable_nodes, is_nonnegative
+
+model = resources.predictor()
+config = model.feature_config
+st.title("⚖️ Compare")
+
+
+def _class_samples() -> None:
+    st.markdown("### A class's bundled clips")
+    labels = list(dict.fromkeys(clip.label for clip in resources.samples()))
+    if not labels:
+        st.warning("No bundled samples were found in assets/samples.")
+        return
+    current = state.current_clip()
+    default = current.label if current is not None and current.label in labels else labels[0]
+    st.session_state.setdefault("compare_class", default)
+    label = st.selectbox("Class", labels, format_func=plots.class_label, key="compare_class")
+    samples = resources.samples_for(label)
+    views = [resources.sample_view(str(sample.path)) for sample in samples]
+    scale = plots.db_scale([logmel for logmel, _ in views])
+    for column, sample, (logmel, probabilities) in zip(st.columns(len(samples)), samples, views):
+        prediction = Prediction(probabilities, model.class_names)
+        top = prediction.top_label
+        with column:
+            st.markdown(f"**`{sample.name}`**")
+            st.markdown(
+                f"Predicted {plots.class_label(top)} ({probabilities.max():.0%}) · "
+                f"{components.verdict(prediction, sample.label)}"
+            )
+            st.audio(sample.path.read_bytes(), format="audio/flac")
+            st.plotly_chart(plots.spectrogram_figure(logmel, input_axes(config), height=260, scale=scale),
+                            width="stretch")  # fmt: skip
+
+
+def _clip_choices() -> dict[str, state.Clip | str]:
+    """Session clips first (uploads, recordings, samples already analysed), then every bundled sample."""
+    choices: dict[str, state.Clip | str] = {}
+    for clip in reversed(state.clips()):
+        choices[f"{components.clip_title(clip)} ({clip.source})"] = clip
+    for sample in resources.samples():
+        choices.setdefault(f"📦 {sample.name} · {plots.class_label(sample.label)}", str(sample.path))
+    return choices
+
+
+def _resolve(choice: state.Clip | str) -> state.Clip:
+    if isinstance(choice, state.Clip):
+        return choice
+    sample = next(s for s in resources.samples() if str(s.path) == choice)
+    return state.sample_clip(sample, resources.sample_waveform(choice), config.sample_rate)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / norm) if norm > 0 else 1.0
+
+
+def _two_clips() -> None:
+    st.markdown("### Two clips, layer by layer")
+    choices = _clip_choices()
+    names = list(choices)
+    if len(names) < 2:
+        st.info("Two clips are needed.")
+        return
+    st.session_state.setdefault("compare_a", names[0])
+    st.session_state.setdefault("compare_b", names[1])
+    left, right = st.columns(2)
+    name_a = left.selectbox("Clip A", names, key="compare_a")
+    name_b = right.selectbox("Clip B", names, key="compare_b")
+    clip_a, clip_b = _resolve(choices[name_a]), _resolve(choices[name_b])
+    with st.spinner("Analysing both clips…"):
+        result_a = state.analysis(clip_a, model)
+        result_b = state.analysis(clip_b, model)
+
+    for column, clip, result in ((left, clip_a, result_a), (right, clip_b, result_b)):
+        with column:
+            st.caption(components.clip_caption(clip))
+            components.top_predictions(result.prediction, 3)
+    both = list(dict.fromkeys(
+        [name for name, _ in result_a.prediction.ranked(3)] + [name for name, _ in result_b.prediction.ranked(3)]
+    ))  # fmt: skip
+    indices = [model.class_names.index(name) for name in both]
+    st.plotly_chart(
+        plots.probability_comparison_figure(
+            both, {"A": result_a.prediction.probabilities[indices], "B": result_b.prediction.probabilities[indices]}
+        ),
+        width="stretch",
+    )
+
+    nodes = browsable_nodes(model.model_config)
+    spatial = [_cosine(result_a.activations[n], result_b.activations[n]) for n in nodes]
+    pooled = [_cosine(result_a.activations[n].mean(axis=(1, 2)), result_b.activations[n].mean(axis=(1, 2)))
+              for n in nodes]  # fmt: skip
+    st.markdown("**Where the representations diverge**")
+    st.plotly_chart(
+        plots.similarity_figure(nodes, {"whole maps": spatial, "channel means (ignores where/when)": pooled}),
+        width="stretch",
+    )
+    lowest = nodes[int(np.argmin(spatial))]
+    st.caption(
+        "Cosine similarity of the two clips' activations at every node. Whole maps compare what fires where; "
+        f"channel means compare which features fire at all. The maps differ most at `{lowest}`."
+    )
+    node = st.selectbox("Node to look at", nodes, index=nodes.index(lowest), key="compare_node")
+    values = [result_a.activations[node].mean(axis=0), result_b.activations[node].mean(axis=0)]
+    scale = plots.activation_scale(values, is_nonnegative(node))
+    axes = map_axes(config, values[0].shape, node_strides(model.model)[node])
+    for column, label, value in zip(st.columns(2), ("A", "B"), values):
+        column.plotly_chart(plots.map_figure(value, axes, scale, title=f"{label}: {node}, mean over channels",
+                                             height=300), width="stretch")  # fmt: skip
+
+
+_class_samples()
+_two_clips()

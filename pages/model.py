@@ -1,0 +1,96 @@
+"""Model: architecture, training curves and the held-out evaluation shipped in assets/."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from audiocnn.labels import MAJOR_CATEGORIES, class_info
+from audiocnn.model import count_parameters
+from ui import plots, resources
+
+model = resources.predictor()
+metadata = model.checkpoint.metadata
+st.title("🧠 Model")
+
+st.markdown("### Architecture")
+table = resources.architecture()
+config = model.feature_config
+columns = st.columns(4)
+columns[0].metric("Parameters", f"{count_parameters(model.model):,}")
+columns[1].metric("Input", f"{config.n_mels} mels × {config.num_frames} frames")
+columns[2].metric("Window", f"{config.clip_seconds:g} s at {config.sample_rate} Hz")
+columns[3].metric("Classes", len(model.class_names))
+st.caption(
+    f"ResNet-style CNN over log-mel spectrograms (n_fft {config.n_fft}, hop {config.hop_length}, "
+    f"{config.f_min:g}–{config.f_max:g} Hz, dB floor {config.top_db:g} dB below the clip's peak): input batch-norm, "
+    "a 7×7 stem with max-pool, four stages of residual blocks, global average pooling and a linear head."
+)
+with st.expander("Every layer: output shape and parameters", expanded=False):
+    st.dataframe(table, hide_index=True, width="stretch")
+
+st.markdown("### Training")
+history = metadata.get("history") or []
+facts = {
+    "recipe": metadata.get("recipe"), "epochs trained": metadata.get("epochs_trained"),
+    "selected epoch": metadata.get("selected_epoch"), "train folds": metadata.get("train_folds"),
+    "test folds": metadata.get("test_folds"), "device": metadata.get("device"),
+}  # fmt: skip
+st.caption(" · ".join(f"{key}: {value}" for key, value in facts.items() if value not in (None, "", [])))
+if history:
+    st.plotly_chart(plots.training_curves_figure(history), width="stretch")
+else:
+    st.info("This checkpoint carries no training history.")
+
+st.markdown("### Held-out evaluation")
+metrics = resources.metrics()
+if metrics is None:
+    st.info(
+        "No evaluation metrics are shipped yet (assets/metrics.json is missing). Create them with "
+        "`python -m training.evaluate --data-dir ../shared/esc50 --json --output assets/metrics.json`."
+    )
+    st.stop()
+
+names = metrics["class_names"]
+confusion = np.asarray(metrics["confusion"], dtype=np.int64)
+columns = st.columns(3)
+columns[0].metric("Accuracy", f"{metrics['accuracy']:.1%}")
+columns[1].metric("Clips", f"{metrics['num_clips']:,}")
+columns[2].metric("Folds", ", ".join(map(str, metrics["folds"])))
+cv = metrics.get("cv")
+if cv and cv.get("mean") is not None:
+    folds = ", ".join(map(str, cv.get("folds", {})))
+    st.caption(f"Cross-validation mean accuracy: {cv['mean']:.1%} over folds {folds}.")
+st.caption(f"Checkpoint evaluated: `{metrics.get('checkpoint', '?')}`.")
+
+st.markdown("**Confusion matrix** (rows: true class, columns: predicted)")
+left, right = st.columns([2, 1])
+category = left.selectbox("Classes", ["All 50 classes", *MAJOR_CATEGORIES], key="confusion_category")
+normalise = right.toggle("Share of each true class", value=True, key="confusion_normalise")
+keep = [i for i, name in enumerate(names) if category.startswith("All") or class_info(name).category == category]
+st.plotly_chart(
+    plots.confusion_figure(confusion[np.ix_(keep, keep)], [names[i] for i in keep], normalise,
+                           height=800 if len(keep) > 10 else 450),
+    width="stretch",
+)  # fmt: skip
+
+left, right = st.columns(2, gap="large")
+with left:
+    st.markdown("**Per-class accuracy**, worst first")
+    per_class = {name: value for name, value in metrics["per_class"].items() if value is not None}
+    st.plotly_chart(plots.per_class_figure(per_class), width="stretch")
+with right:
+    st.markdown("**Most-confused pairs**")
+    totals = confusion.sum(axis=1)
+    pairs = [
+        {"true": plots.class_label(names[i]), "predicted as": plots.class_label(names[j]),
+         "clips": int(confusion[i, j]), "share of true class": confusion[i, j] / totals[i] if totals[i] else 0.0}
+        for i, j in zip(*np.nonzero(confusion)) if i != j
+    ]  # fmt: skip
+    pairs.sort(key=lambda row: -row["clips"])
+    if pairs:
+        st.dataframe(
+            pd.DataFrame(pairs[:20]), hide_index=True, width="stretch",
+            column_config={"share of true class": st.column_config.NumberColumn(format="percent")},
+        )  # fmt: skip
+    else:
+        st.success("No confusions: every clip was classified correctly.")

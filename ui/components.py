@@ -1,0 +1,91 @@
+"""Pieces of Streamlit UI that several pages show the same way."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from audiocnn.inference import Prediction
+from audiocnn.labels import class_info
+
+from . import state
+from .plots import class_label
+
+SOURCE_ICONS = {"sample": "📦", "upload": "📄", "recording": "🎙️"}
+ANALYZE_PAGE = "pages/analyze.py"
+
+
+def clip_title(clip: state.Clip) -> str:
+    return f"{SOURCE_ICONS.get(clip.source, '🔊')} {clip.name}"
+
+
+def clip_caption(clip: state.Clip) -> str:
+    parts = [clip.source, f"{clip.duration:.1f} s"]
+    if clip.note:
+        parts.append(clip.note)
+    if clip.label:
+        parts.append(f"true class: {class_label(clip.label)}")
+    return " · ".join(parts)
+
+
+def require_clip() -> state.Clip:
+    """The current clip, or a pointer to the Analyze page (and the page stops)."""
+    clip = state.current_clip()
+    if clip is None:
+        st.info("No clip yet. Upload, record or pick a bundled sample on the Analyze page first.")
+        st.page_link(ANALYZE_PAGE, label="Go to Analyze", icon="🎧")
+        st.stop()
+    return clip
+
+
+def verdict(prediction: Prediction, true_label: str | None) -> str:
+    """"✅ right" / "❌ wrong" for a clip with a known class, "" otherwise."""
+    if true_label is None:
+        return ""
+    return "✅ right" if prediction.top_label == true_label else "❌ wrong"
+
+
+def top_predictions(prediction: Prediction, k: int = 5) -> None:
+    """Class, emoji, major category and a confidence bar for the ``k`` most likely classes."""
+    for rank, (name, probability) in enumerate(prediction.ranked(k), 1):
+        info = class_info(name)
+        st.markdown(f"**{rank}. {info.emoji} {info.display_name}** · {info.category}")
+        st.progress(min(1.0, max(0.0, probability)), text=f"{probability:.1%}")
+
+
+def ranking_frame(prediction: Prediction) -> pd.DataFrame:
+    rows = []
+    for rank, (name, probability) in enumerate(prediction.ranked(), 1):
+        info = class_info(name)
+        rows.append({
+            "rank": rank, "class": f"{info.emoji} {info.display_name}", "category": info.category,
+            "probability": probability,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def full_ranking(prediction: Prediction) -> None:
+    with st.expander(f"All {len(prediction.class_names)} classes, ranked"):
+        st.dataframe(
+            ranking_frame(prediction),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "probability": st.column_config.ProgressColumn("probability", format="percent", min_value=0,
+                                                               max_value=1),
+            },
+        )  # fmt: skip
+
+
+def sidebar_summary() -> None:
+    """The clip every page is about, and its prediction once analysed."""
+    clip = state.current_clip()
+    if clip is None:
+        return
+    with st.sidebar:
+        st.markdown(f"**Current clip**  \n{clip_title(clip)}")
+        st.caption(clip_caption(clip))
+        result = state.latest_analysis(clip)
+        if result is not None:
+            top = result.prediction
+            st.caption(f"Prediction: {class_label(top.top_label)} ({top.probabilities[top.top_index]:.0%})")

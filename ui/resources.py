@@ -1,0 +1,152 @@
+"""Process-wide resources, loaded once and shared by every session (``st.cache_resource``/``st.cache_data``)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from audiocnn.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+from audiocnn.inference import Predictor
+from audiocnn.model import count_parameters
+from audiocnn.samples import SampleClip, list_samples
+
+from .layers import browsable_nodes
+from .sample_index import SampleIndex, build_sample_index
+
+METRICS_PATH = DEFAULT_CHECKPOINT.parent / "metrics.json"
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def _load_predictor() -> Predictor:
+    return Predictor.from_checkpoint()
+
+
+def predictor() -> Predictor:
+    """The shipped model; stops the page with a readable message when it cannot be loaded."""
+    try:
+        return _load_predictor()
+    except CheckpointError as error:
+        st.error(f"The model could not be loaded. {error}")
+        st.stop()
+
+
+@st.cache_resource
+def samples() -> list[SampleClip]:
+    return list_samples()
+
+
+def samples_for(label: str) -> list[SampleClip]:
+    return [clip for clip in samples() if clip.label == label]
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def sample_waveform(path: str) -> np.ndarray:
+    """A bundled clip at the model's rate (trusted file, decoded in-process)."""
+    return _load_predictor().load(path)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def sample_view(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(log-mel, probabilities) of a bundled clip, for side-by-side views."""
+    model = _load_predictor()
+    waveform = sample_waveform(path)
+    return model.logmel(waveform)[0, 0].numpy(), model.predict(waveform).probabilities
+
+
+class _IndexSlot:
+    """Holder for the sample index: built by the first page that needs it, behind a lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.index: SampleIndex | None = None
+
+
+@st.cache_resource
+def _index_slot() -> _IndexSlot:
+    return _IndexSlot()
+
+
+def cached_sample_index() -> SampleIndex | None:
+    return _index_slot().index
+
+
+def sample_index() -> SampleIndex:
+    """Per-channel responses of all bundled clips, built once per process with a progress bar."""
+    slot = _index_slot()
+    with slot.lock:
+        if slot.index is None:
+            clips = samples()
+            bar = st.progress(0.0, text=f"Running the {len(clips)} bundled clips through the model (once)…")
+            model = _load_predictor()
+            slot.index = build_sample_index(
+                model, clips, browsable_nodes(model.model_config),
+                lambda done: bar.progress(done, text=f"Sample clips analysed: {done:.0%}"),
+            )  # fmt: skip
+            bar.empty()
+    return slot.index
+
+
+@st.cache_data(show_spinner=False)
+def _read_metrics(path: str, mtime: float) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def metrics() -> dict[str, Any] | None:
+    """The shipped held-out evaluation (``assets/metrics.json``), or None when it is absent."""
+    if not METRICS_PATH.is_file():
+        return None
+    return _read_metrics(str(METRICS_PATH), METRICS_PATH.stat().st_mtime)
+
+
+@st.cache_resource(show_spinner=False)
+def architecture() -> pd.DataFrame:
+    """One row per module: the node it produces, its type, output shape and parameter count."""
+    model = _load_predictor()
+    net = model.model
+    config = model.feature_config
+    with torch.inference_mode():
+        _, activations = net(torch.zeros(1, 1, config.n_mels, config.num_frames), return_activations=True)
+    conv, bn, relu, pool = net.stem
+    rows = [("input", "log-mel (dB), input batch-norm", (1, config.n_mels, config.num_frames), net.input_norm)]
+    rows += [("stem.conv", _describe(conv), None, conv), ("stem.bn", _describe(bn), None, bn),
+             ("stem.relu", "ReLU", None, relu), ("stem", _describe(pool), None, pool)]  # fmt: skip
+    for stage_index, stage in enumerate(net.stages):
+        for block_index, block in enumerate(stage):
+            prefix = f"{net.stage_name(stage_index)}.block{block_index}"
+            for part in ("conv1", "bn1", "conv2", "bn2", "shortcut"):
+                module = getattr(block, part)
+                rows.append((f"{prefix}.{part}", _describe(module), None, module))
+            rows.append((f"{prefix}.out", "add + ReLU", None, None))
+    rows += [("pool", "global average pool", None, None), ("logits", _describe(net.head), None, net.head)]
+    table = []
+    for node, kind, shape, module in rows:
+        shape = shape or tuple(activations[node].shape[1:])
+        table.append({
+            "node": node, "module": kind, "output shape": " × ".join(map(str, shape)),
+            "parameters": count_parameters(module) if module is not None else 0,
+        })  # fmt: skip
+    return pd.DataFrame(table)
+
+
+def _describe(module: torch.nn.Module) -> str:
+    if isinstance(module, torch.nn.Conv2d):
+        k, s = module.kernel_size, module.stride
+        return f"Conv2d {module.in_channels}→{module.out_channels}, {k[0]}×{k[1]}, stride {s[0]}"
+    if isinstance(module, torch.nn.BatchNorm2d):
+        return f"BatchNorm2d({module.num_features})"
+    if isinstance(module, torch.nn.MaxPool2d):
+        return f"MaxPool2d {module.kernel_size}×{module.kernel_size}, stride {module.stride}"
+    if isinstance(module, torch.nn.Linear):
+        return f"Linear {module.in_features}→{module.out_features}"
+    if isinstance(module, torch.nn.Identity):
+        return "identity"
+    if isinstance(module, torch.nn.Sequential):
+        return "projection: " + ", ".join(_describe(m) for m in module)
+    return type(module).__name__

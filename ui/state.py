@@ -1,0 +1,244 @@
+"""The current clip and everything computed for it, kept in plain ``st.session_state`` keys.
+
+Widget state is dropped when a page is left; these keys are not, so the clip chosen on
+Analyze is the one Layers and Compare show. Each (clip, window) is analysed once (one
+forward and one backward pass give the prediction, every activation and Grad-CAM for
+every stage); reruns and other pages reuse that result. Caches are small LRUs because
+one analysis holds about 15 MB of activations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import wave
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from audiocnn.audio import AudioError, fit_to_length
+from audiocnn.inference import Analysis, Predictor, Timeline
+from audiocnn.samples import SampleClip
+from audiocnn.untrusted import load_untrusted
+
+CLIPS = "audiocnn_clips"
+CURRENT = "audiocnn_current_clip"
+WINDOWS = "audiocnn_windows"
+TIMELINES = "audiocnn_timelines"
+ANALYSES = "audiocnn_analyses"
+EXPLANATIONS = "audiocnn_explanations"
+INPUT_ERROR = "audiocnn_input_error"
+SEEN_INPUTS = "audiocnn_seen_inputs"
+
+MAX_CLIPS = 8
+MAX_ANALYSES = 6
+MAX_EXPLANATIONS = 24
+MAX_TIMELINE_WINDOWS = 150
+"""Windows in a timeline at most: the hop grows beyond 1 s for very long recordings."""
+
+SILENCE_PEAK = 1e-4
+"""Peak amplitude (-80 dBFS) under which a recording counts as silent and is refused."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One recording the user brought (or picked), full length, at the model's rate."""
+
+    id: str
+    name: str
+    source: str  # "sample", "upload" or "recording"
+    waveform: np.ndarray
+    sample_rate: int
+    label: str | None = None  # the true class of a bundled sample
+    note: str = ""
+
+    @property
+    def duration(self) -> float:
+        return self.waveform.shape[0] / self.sample_rate
+
+
+def _store(key: str) -> OrderedDict:
+    if key not in st.session_state:
+        st.session_state[key] = OrderedDict()
+    return st.session_state[key]
+
+
+def _remember(key: str, item_key: Any, value: Any, limit: int) -> None:
+    store = _store(key)
+    store[item_key] = value
+    store.move_to_end(item_key)
+    while len(store) > limit:
+        store.popitem(last=False)
+
+
+def _recall(key: str, item_key: Any) -> Any:
+    store = _store(key)
+    if item_key in store:
+        store.move_to_end(item_key)
+        return store[item_key]
+    return None
+
+
+def clips() -> list[Clip]:
+    """Clips of this session, oldest first."""
+    return list(_store(CLIPS).values())
+
+
+def add_clip(clip: Clip, make_current: bool = True) -> Clip:
+    _remember(CLIPS, clip.id, clip, MAX_CLIPS)
+    current = st.session_state.get(CURRENT)
+    if current and current not in _store(CLIPS):  # never evict the clip on screen
+        st.session_state[CURRENT] = clip.id
+    if make_current:
+        st.session_state[CURRENT] = clip.id
+    return clip
+
+
+def current_clip() -> Clip | None:
+    return _store(CLIPS).get(st.session_state.get(CURRENT))
+
+
+def input_error() -> str | None:
+    return st.session_state.get(INPUT_ERROR)
+
+
+def check_not_silent(waveform: np.ndarray) -> None:
+    peak = float(np.max(np.abs(waveform))) if waveform.size else 0.0
+    if peak < SILENCE_PEAK:
+        raise AudioError("The recording is silent (no sound above -80 dBFS), so there is nothing to classify.")
+
+
+def _wav_rate(data: bytes) -> int | None:
+    """Sample rate in a WAV header (pure-Python parser: safe on untrusted bytes), None if not a PCM WAV."""
+    try:
+        with wave.open(io.BytesIO(data)) as reader:
+            return reader.getframerate()
+    except (wave.Error, EOFError, ValueError):
+        return None
+
+
+def clip_from_bytes(data: bytes, name: str, source: str, model: Predictor) -> Clip:
+    """Decode untrusted bytes in a worker process; raises ``AudioError`` with a readable message."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    known = _store(CLIPS).get(digest)
+    if known is not None:
+        return known
+    waveform = load_untrusted(data, model.feature_config.sample_rate)
+    check_not_silent(waveform)
+    rate = _wav_rate(data) if source == "recording" else None
+    note = f"recorded at {rate} Hz" if rate else ""
+    return Clip(digest, name, source, waveform, model.feature_config.sample_rate, note=note)
+
+
+def ingest(data: bytes, name: str, source: str, model: Predictor) -> Clip | None:
+    """Make uploaded/recorded bytes the current clip, or remember why they were refused."""
+    try:
+        clip = clip_from_bytes(data, name, source, model)
+    except AudioError as error:
+        st.session_state[INPUT_ERROR] = f"{name}: {error}"
+        return None
+    st.session_state.pop(INPUT_ERROR, None)
+    return add_clip(clip)
+
+
+def is_new_input(file_id: str) -> bool:
+    """True the first time a widget's file id is seen: later reruns must not re-ingest (or re-select) it."""
+    seen = st.session_state.setdefault(SEEN_INPUTS, set())
+    if file_id in seen:
+        return False
+    seen.add(file_id)
+    return True
+
+
+def sample_clip(sample: SampleClip, waveform: np.ndarray, sample_rate: int) -> Clip:
+    return Clip(f"sample:{sample.name}", sample.name, "sample", waveform, sample_rate, label=sample.label)
+
+
+def use_clip(clip: Clip) -> None:
+    st.session_state.pop(INPUT_ERROR, None)
+    add_clip(clip)
+
+
+def hop_seconds(duration: float, window: float) -> float:
+    return max(1.0, (duration - window) / (MAX_TIMELINE_WINDOWS - 1))
+
+
+def timeline(clip: Clip, model: Predictor) -> Timeline | None:
+    """Sliding-window probabilities of a clip longer than the model's window (None otherwise)."""
+    window = model.feature_config.clip_seconds
+    if clip.duration <= window:
+        return None
+    cached = _recall(TIMELINES, clip.id)
+    if cached is None:
+        cached = model.timeline(clip.waveform, hop_seconds(clip.duration, window))
+        _remember(TIMELINES, clip.id, cached, MAX_CLIPS)
+    return cached
+
+
+def default_window(result: Timeline) -> int:
+    """The window in which the recording's overall top class is most confident."""
+    return int(np.argmax(result.probabilities[:, result.mean.top_index]))
+
+
+def window_index(clip: Clip, model: Predictor) -> int:
+    result = timeline(clip, model)
+    if result is None:
+        return 0
+    windows = st.session_state.setdefault(WINDOWS, {})
+    if clip.id not in windows:
+        windows[clip.id] = default_window(result)
+    return min(windows[clip.id], len(result.starts) - 1)
+
+
+def set_window_index(clip: Clip, index: int) -> None:
+    st.session_state.setdefault(WINDOWS, {})[clip.id] = int(index)
+
+
+def window_span(clip: Clip, model: Predictor, index: int) -> tuple[float, float]:
+    """Start and end (seconds) of a window within the clip."""
+    result = timeline(clip, model)
+    seconds = model.feature_config.clip_seconds
+    if result is None:
+        return 0.0, min(seconds, clip.duration)
+    start = float(result.starts[index])
+    return start, start + seconds
+
+
+def window_waveform(clip: Clip, model: Predictor, index: int) -> np.ndarray:
+    """The samples the model sees for a window (the whole clip, padded, when it is short)."""
+    start, _ = window_span(clip, model, index)
+    first, length = round(start * clip.sample_rate), model.feature_config.clip_samples
+    return fit_to_length(clip.waveform[first : first + length], length)
+
+
+def analysis(clip: Clip, model: Predictor, index: int | None = None) -> Analysis:
+    """Prediction, activations and Grad-CAM of one window, computed once per session."""
+    index = window_index(clip, model) if index is None else index
+    key = (clip.id, index)
+    cached = _recall(ANALYSES, key)
+    if cached is None:
+        cached = model.analyze(window_waveform(clip, model, index))
+        _remember(ANALYSES, key, cached, MAX_ANALYSES)
+    return cached
+
+
+def explanation(clip: Clip, model: Predictor, index: int, class_index: int) -> dict[str, np.ndarray]:
+    """Grad-CAM maps (every stage) of a window for any class; the predicted class comes free with the analysis."""
+    result = analysis(clip, model, index)
+    if class_index == result.cam_class:
+        return result.cams
+    key = (clip.id, index, class_index)
+    cached = _recall(EXPLANATIONS, key)
+    if cached is None:
+        cached = model.explain(result.waveform, class_index)
+        _remember(EXPLANATIONS, key, cached, MAX_EXPLANATIONS)
+    return cached
+
+
+def latest_analysis(clip: Clip) -> Analysis | None:
+    """The most recently used analysis of a clip, without computing one."""
+    found = [result for (clip_id, _), result in _store(ANALYSES).items() if clip_id == clip.id]
+    return found[-1] if found else None
