@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +90,7 @@ def read_payload(path: str | os.PathLike) -> dict[str, Any]:
             f"Refused to load {path}: it contains Python objects other than tensors and plain "
             f"data (possibly code), which audiocnn never unpickles. Detail: {_first_line(error)}"
         ) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+    except Exception as error:  # arbitrary bytes make torch.load raise almost anything (IndexError, KeyError, ...)
         raise CheckpointError(f"Checkpoint {path} is corrupt or truncated: {_first_line(error)}") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an audiocnn checkpoint (no '{FORMAT}' marker).")
