@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,9 +87,12 @@ def read_payload(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        if found is None:  # bytes the safe unpickler cannot even parse: damage, not a payload
+            raise CheckpointError(f"Checkpoint {path} is corrupt or truncated: not a readable torch file") from error
         raise CheckpointError(
             f"Refused to load {path}: it contains Python objects other than tensors and plain "
-            f"data (possibly code), which audiocnn never unpickles. Detail: {_first_line(error)}"
+            f"data (it references {found.group(1)}, possibly code), which audiocnn never unpickles."
         ) from error
     except Exception as error:  # arbitrary bytes make torch.load raise almost anything (IndexError, KeyError, ...)
         raise CheckpointError(f"Checkpoint {path} is corrupt or truncated: {_first_line(error)}") from error

@@ -82,7 +82,7 @@ def test_pickled_code_is_refused_and_never_runs(model, tmp_path, where):
     path = write(tmp_path / "evil.pt", data)
     with pytest.raises(CheckpointError, match="Refused to load") as error:
         load_checkpoint(path)
-    assert str(path) in str(error.value)
+    assert str(path) in str(error.value) and "system" in str(error.value)
     assert not marker.exists()
     torch.load(path, weights_only=False)  # the unsafe loader really would run it: the test can fail
     assert marker.exists()
@@ -90,7 +90,7 @@ def test_pickled_code_is_refused_and_never_runs(model, tmp_path, where):
 
 def test_function_reference_is_refused(model, tmp_path):
     path = write(tmp_path / "function.pt", {**payload(model), "hook": os.getcwd})
-    with pytest.raises(CheckpointError, match="Refused to load"):
+    with pytest.raises(CheckpointError, match=r"Refused to load .* references \S*getcwd"):
         load_checkpoint(path)
 
 
@@ -115,8 +115,9 @@ def test_truncated_file(model, tmp_path, keep):
 def test_not_a_checkpoint_at_all(tmp_path, content):
     path = tmp_path / "notes.pt"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError, match=str(path)):
+    with pytest.raises(CheckpointError, match="corrupt or truncated") as error:
         load_checkpoint(path)
+    assert str(path) in str(error.value)
 
 
 @pytest.mark.parametrize(
