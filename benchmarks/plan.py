@@ -1,0 +1,27 @@
+"""How much work one benchmark run does: the full plan, and a quick smoke-test plan."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Plan:
+    warmup: int = 3  # untimed runs before each inference measurement
+    repeats: int = 21  # timed runs of the per-clip measurements (prediction, analysis, stages)
+    slow_repeats: int = 7  # timed runs of the timeline and the batch CLI pass
+    timeline_seconds: float = 60.0
+    batch_clips: int = 100  # bundled samples in the batch CLI pass (all of them)
+    train_clips: int = 100  # clips the two training data paths cycle through
+    train_batch: int = 32
+    train_warmup: int = 2  # untimed optimiser steps per data path
+    train_steps: int = 8  # timed optimiser steps per data path
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FULL = Plan()
+QUICK = Plan(warmup=1, repeats=2, slow_repeats=1, timeline_seconds=8.0, batch_clips=3,
+             train_clips=8, train_batch=4, train_warmup=1, train_steps=2)  # fmt: skip

@@ -1,0 +1,40 @@
+"""The benchmark command runs end to end (quick mode, tiny model) and reports every figure."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import bench
+
+
+def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
+    assert bench.main(["--quick", "--json", "--checkpoint", str(tiny_checkpoint)]) == 0
+    report = json.loads(capsys.readouterr().out)
+
+    inference = report["inference"]
+    for key in ("predict_5s_ms", "analyze_5s_ms", "timeline_ms"):
+        assert inference[key]["median"] > 0
+        assert inference[key]["runs"] == report["plan"]["repeats" if "5s" in key else "slow_repeats"]
+    assert set(inference["stages_5s_ms"]) == {"decode_resample", "logmel", "forward"}
+    assert inference["timeline_windows"] >= 2
+    assert inference["batch_cli_clips_per_second"] > 0
+
+    training = report["training"]
+    for path in ("project", "naive"):
+        assert training[path]["samples_per_second"] > 0
+    assert training["naive"]["bf16_autocast"] is False and training["naive"]["channels_last"] is False
+    assert training["project"]["channels_last"] is True
+    assert training["speedup"] > 0
+
+    assert report["peak_rss_mb"] >= report["peak_rss_mb_inference"] > 0
+    assert report["machine"]["cores"] >= 1
+    assert [t["name"] for t in report["targets"]] == [t[0] for t in bench.TARGETS]
+    assert all(isinstance(t["met"], bool) for t in report["targets"])
+
+
+def test_text_report_names_each_figure(tiny_checkpoint, capsys):
+    assert bench.main(["--quick", "--checkpoint", str(tiny_checkpoint), "--threads", "1"]) == 0
+    text = capsys.readouterr().out
+    for phrase in ("prediction, 5 s clip", "full analysis", "timeline", "batch CLI", "naive path",
+                   "speed-up", "peak memory", "target"):  # fmt: skip
+        assert phrase in text
