@@ -21,18 +21,21 @@ def grad_cam(
     model: AudioCNN,
     logmel: torch.Tensor,
     class_index: int,
-    layers: tuple[str, ...] | list[str] = CAM_LAYERS,
+    layers: tuple[str, ...] | list[str] | None = None,
 ) -> tuple[dict[str, np.ndarray], torch.Tensor]:
     """Grad-CAM maps for one clip ``(1, 1, mels, frames)`` and one class.
 
     Returns ``({layer: map (mels, frames)}, logits)``. Each map is the ReLU of the
     gradient-weighted channel sum, upsampled to the spectrogram and scaled to [0, 1]
-    (all zeros when nothing in that layer supports the class).
+    (all zeros when nothing in that layer supports the class). ``layers`` defaults to
+    those of ``CAM_LAYERS`` the model has (a shallower model has fewer stages).
     """
     if logmel.dim() != 4 or logmel.shape[0] != 1:
         raise ValueError("grad_cam expects a single clip shaped (1, 1, mels, frames)")
     with torch.enable_grad():
         logits, activations = model(logmel, return_activations=True)
+        if layers is None:
+            layers = [name for name in CAM_LAYERS if name in activations]
         targets = [activations[name] for name in layers]
         grads = torch.autograd.grad(logits[0, class_index], targets)
     size = (logmel.shape[-2], logmel.shape[-1])

@@ -1,0 +1,136 @@
+"""Predictor: probabilities, batches, timelines, activations and Grad-CAM on a tiny checkpoint."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from conftest import audio_bytes, tone
+
+from audiocnn.explain import CAM_LAYERS, grad_cam
+from audiocnn.inference import WINDOW_BATCH, Predictor
+from audiocnn.labels import CLASS_NAMES
+from audiocnn.model import activation_tree
+
+RATE = 22050
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_checkpoint) -> Predictor:
+    return Predictor.from_checkpoint(tiny_checkpoint)
+
+
+def noise(seconds: float, seed: int) -> np.ndarray:
+    return (0.2 * np.random.default_rng(seed).standard_normal(int(seconds * RATE))).astype(np.float32)
+
+
+def cam_layers(predictor: Predictor) -> set[str]:
+    """The Grad-CAM layers this (two-stage) model has: the stem and its stage outputs."""
+    return {name for name in CAM_LAYERS if name in all_activation_names(predictor)}
+
+
+def all_activation_names(predictor: Predictor) -> set[str]:
+    names = {"pool", "logits"}
+    for stage, blocks in activation_tree(predictor.model_config).items():
+        names.add(stage)
+        for block, sublayers in blocks.items():
+            names.update([block, *sublayers])
+    return names
+
+
+def test_prediction_is_a_ranked_distribution(predictor):
+    prediction = predictor.predict(tone(5.0, RATE, 440.0)[:, 0])
+    assert prediction.probabilities.shape == (50,)
+    assert prediction.probabilities.sum() == pytest.approx(1.0, abs=1e-6)
+    assert (prediction.probabilities >= 0).all()
+    ranked = prediction.ranked()
+    assert len(ranked) == 50 and {label for label, _ in ranked} == set(CLASS_NAMES)
+    scores = [p for _, p in ranked]
+    assert scores == sorted(scores, reverse=True)
+    assert prediction.ranked(5) == ranked[:5]
+    assert prediction.top_label == ranked[0][0] == CLASS_NAMES[prediction.top_index]
+
+
+def test_predict_batch_equals_predict_per_clip(predictor):
+    clips = [noise(seconds, seed) for seed, seconds in enumerate([0.3, 5.0, 7.5] * 6)]
+    assert len(clips) > WINDOW_BATCH  # crosses a batch boundary
+    batched = predictor.predict_batch(clips)
+    assert len(batched) == len(clips)
+    for clip, result in zip(clips, batched):
+        np.testing.assert_allclose(result.probabilities, predictor.predict(clip).probabilities, atol=1e-6)
+    assert predictor.predict_batch([]) == []
+
+
+def test_timeline_windows_of_a_12_second_recording(predictor):
+    recording = noise(12.0, 3)
+    timeline = predictor.timeline(recording)
+    assert timeline.starts.tolist() == [0, 1, 2, 3, 4, 5, 6, 7]  # 5 s windows every second, last one flush
+    assert timeline.window_seconds == 5.0
+    assert timeline.probabilities.shape == (8, 50)
+    np.testing.assert_allclose(timeline.probabilities.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(timeline.window(7).probabilities, predictor.predict(recording[7 * RATE :]).probabilities,
+                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(timeline.mean.probabilities, timeline.probabilities.mean(axis=0))
+    assert predictor.timeline(recording, hop_seconds=2.5).starts.tolist() == [0, 2.5, 5, 7]
+    assert predictor.timeline(noise(3.0, 4)).starts.tolist() == [0]
+
+
+def test_predict_file_averages_long_recordings(predictor):
+    recording = noise(9.0, 5)
+    data = audio_bytes(recording[:, None], RATE, "WAV", "FLOAT")
+    np.testing.assert_allclose(predictor.predict_file(data).probabilities,
+                               predictor.timeline(recording).mean.probabilities, atol=1e-6)  # fmt: skip
+    short = audio_bytes(recording[: 2 * RATE, None], RATE, "WAV", "FLOAT")
+    np.testing.assert_allclose(predictor.predict_file(short).probabilities,
+                               predictor.predict(recording[: 2 * RATE]).probabilities, atol=1e-6)  # fmt: skip
+
+
+def test_analyze_gives_every_activation_and_cams(predictor):
+    clip = tone(5.0, RATE, 880.0)[:, 0] + noise(5.0, 6)
+    analysis = predictor.analyze(clip)
+    assert set(analysis.activations) == all_activation_names(predictor)
+    for name, value in analysis.activations.items():
+        assert value.ndim == (1 if name in ("pool", "logits") else 3), name
+        assert np.isfinite(value).all()
+    np.testing.assert_allclose(analysis.activations["logits"], np.log(analysis.prediction.probabilities)
+                               - np.log(analysis.prediction.probabilities).max() + analysis.activations["logits"].max(),
+                               atol=1e-4)  # fmt: skip
+    assert set(analysis.cams) == cam_layers(predictor) == {"stem", "layer1", "layer2"}
+    for cam in analysis.cams.values():
+        assert cam.shape == (128, 216) and cam.dtype == np.float32
+        assert cam.min() >= 0 and cam.max() <= 1
+    assert any(cam.max() == pytest.approx(1.0) for cam in analysis.cams.values())
+    assert analysis.cam_class == analysis.prediction.top_index
+    assert analysis.logmel.shape == (128, 216) and analysis.waveform.shape == (110250,)
+    np.testing.assert_allclose(analysis.prediction.probabilities, predictor.predict(clip).probabilities, atol=1e-6)
+    assert predictor.analyze(clip, with_activations=False).activations == {}
+
+
+def test_explain_another_class(predictor):
+    clip = noise(5.0, 7)
+    analysis = predictor.analyze(clip)
+    other = (analysis.prediction.top_index + 1) % 50
+    maps = predictor.explain(clip, other)
+    assert set(maps) == cam_layers(predictor)
+    chosen = predictor.analyze(clip, cam_class=other)
+    assert chosen.cam_class == other
+    for layer in maps:
+        np.testing.assert_allclose(maps[layer], chosen.cams[layer], atol=1e-5)
+    assert any(not np.allclose(maps[layer], analysis.cams[layer]) for layer in maps)
+
+
+def test_grad_cam_validates_input(predictor):
+    with pytest.raises(ValueError, match="single clip"):
+        grad_cam(predictor.model, torch.zeros(2, 1, 128, 216), 0)
+
+
+def test_concurrent_calls_share_one_predictor(predictor):
+    """No hooks or per-request state: parallel analyses give the same results as sequential ones."""
+    clips = [noise(5.0, seed) for seed in range(4)]
+    expected = [predictor.analyze(c, with_activations=False).cams["layer2"] for c in clips]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda c: predictor.analyze(c, with_activations=False).cams["layer2"], clips))
+    for got, want in zip(results, expected):
+        np.testing.assert_allclose(got, want, atol=1e-5)
