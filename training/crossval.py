@@ -1,0 +1,104 @@
+"""5-fold cross-validation of the training recipe, run locally fold after fold.
+
+``run`` trains one model per held-out fold (skipping folds whose schedule is done, and
+resuming interrupted ones), so it can be spread over several sessions. ``summarize``
+scores each fold's checkpoint on its own held-out fold and stores the per-fold
+accuracies and their mean under ``"cv"`` in a metrics file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from audiocnn.inference import Predictor
+
+from .data import read_metadata, select_folds
+from .evaluate import evaluate
+from .loop import TrainConfig, train
+
+FOLDS = (1, 2, 3, 4, 5)
+
+
+def fold_config(base: TrainConfig, test_fold: int, out_dir: Path) -> TrainConfig:
+    """The recipe of ``base`` with ``test_fold`` held out and every other fold trained on."""
+    return replace(
+        base, out_dir=str(out_dir / f"fold{test_fold}"), test_folds=(test_fold,), val_folds=(),
+        train_folds=tuple(f for f in FOLDS if f != test_fold),
+    )  # fmt: skip
+
+
+def fold_finished(run_dir: Path) -> bool:
+    last = run_dir / "last.pt"
+    if not last.is_file():
+        return False
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    return state["epoch"] >= state["metadata"]["epochs"]
+
+
+def run(base: TrainConfig, out_dir: Path, folds: list[int]) -> None:
+    for fold in folds:
+        config = fold_config(base, fold, out_dir)
+        if fold_finished(Path(config.out_dir)):
+            print(f"fold {fold}: already trained, skipping")
+            continue
+        print(f"fold {fold}: training on folds {config.train_folds}")
+        train(config, resume=True)
+
+
+def summarize(out_dir: Path, data_dir: str) -> dict[str, Any]:
+    """Accuracy of every finished fold on its held-out fold, and their mean."""
+    clips = read_metadata(data_dir)
+    accuracies: dict[str, float] = {}
+    for fold in FOLDS:
+        run_dir = out_dir / f"fold{fold}"
+        if not fold_finished(run_dir):
+            continue
+        confusion = evaluate(Predictor.from_checkpoint(run_dir / "best.pt"), select_folds(clips, [fold]))
+        accuracies[str(fold)] = float(np.trace(confusion) / confusion.sum())
+        print(f"fold {fold}: {accuracies[str(fold)]:.4f}")
+    values = list(accuracies.values())
+    return {
+        "folds": accuracies,
+        "mean": float(np.mean(values)) if values else None,
+        "std": float(np.std(values)) if values else None,
+        "complete": len(values) == len(FOLDS),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.crossval", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="train the held-out-fold models")
+    run_parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    run_parser.add_argument("--folds", type=int, nargs="+", default=list(FOLDS))
+    run_parser.add_argument("--seed", type=int, default=0)
+    summary_parser = sub.add_parser("summarize", help="evaluate finished folds, update a metrics file")
+    summary_parser.add_argument("--metrics", type=Path, help="metrics JSON to add the 'cv' entry to")
+    for sub_parser in (run_parser, summary_parser):
+        sub_parser.add_argument("--data-dir", required=True)
+        sub_parser.add_argument("--out", type=Path, required=True, help="folder holding fold1 ... fold5")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        base = TrainConfig(data_dir=args.data_dir, out_dir=str(args.out), epochs=args.epochs, seed=args.seed,
+                           cache_dir=str(args.out / "cache"))  # fmt: skip
+        run(base, args.out, args.folds)
+        return 0
+    summary = summarize(args.out, args.data_dir)
+    print(json.dumps(summary, indent=1))
+    if args.metrics:
+        document = json.loads(args.metrics.read_text()) if args.metrics.is_file() else {}
+        document["cv"] = summary
+        args.metrics.write_text(json.dumps(document, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
