@@ -62,12 +62,17 @@ def read_source(source: bytes | str | os.PathLike, max_bytes: int = MAX_FILE_BYT
         data = bytes(source)
     else:
         path = Path(source)
+        if path.is_dir():
+            raise AudioError(f"{path} is a folder, not an audio file.")
         if not path.is_file():
             raise AudioError(f"No such audio file: {path}")
         size = path.stat().st_size
         if size > max_bytes:
             raise AudioError(_too_large(size, max_bytes))
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise AudioError(f"Could not read {path}: {error.strerror or error}") from error
     if not data:
         raise AudioError("The file is empty (0 bytes).")
     if len(data) > max_bytes:
@@ -76,7 +81,7 @@ def read_source(source: bytes | str | os.PathLike, max_bytes: int = MAX_FILE_BYT
 
 
 def _too_large(size: int, max_bytes: int) -> str:
-    return f"The file is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
+    return f"The file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB."
 
 
 def decode(data: bytes, max_duration: float = MAX_DURATION_SECONDS) -> DecodedAudio:
@@ -114,10 +119,19 @@ def _undecodable(data: bytes, error: Exception) -> AudioError:
     """A specific message for bytes libsndfile refused."""
     if _looks_like_text(data):
         return AudioError("This is a text file, not audio.")
-    return AudioError(
-        "Could not decode this file as audio (supported: WAV, FLAC, OGG, MP3). "
-        f"Decoder said: {_short(error)}"
-    )
+    detail = _short(error)
+    if isinstance(error, MemoryError):
+        return AudioError("Decoding this file needed too much memory; it is probably damaged.")
+    if "format not recognised" in detail.lower():
+        return AudioError("This is not an audio format we can read (supported: WAV, FLAC, OGG, MP3).")
+    if any(sign in detail.lower() for sign in _DAMAGED_SIGNS):
+        return AudioError(f"The file is damaged or cut off, so it cannot be decoded (decoder: {detail}).")
+    return AudioError(f"Could not decode this file as audio (supported: WAV, FLAC, OGG, MP3). Decoder said: {detail}")
+
+
+_DAMAGED_SIGNS = ("lost sync", "psf_fseek", "malformed", "no 'data' chunk", "error in flac", "unexpected end",
+                  "not a regular file", "sf_info struct incomplete")  # fmt: skip
+"""libsndfile's wording when a file of a known format is truncated or corrupt."""
 
 
 def _looks_like_text(data: bytes) -> bool:
@@ -202,7 +216,9 @@ def _stream_mono(data: bytes, sample_rate: int, max_duration: float) -> tuple[np
         if stream is not None:
             parts.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
     signal = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    return sanitize(signal).astype(np.float32, copy=False), frames, rate
+    parts.clear()
+    np.nan_to_num(signal, copy=False, nan=0.0, posinf=0.0, neginf=0.0)  # sanitize() in place: no extra copies
+    return np.clip(signal, -1.0, 1.0, out=signal), frames, rate
 
 
 def fit_to_length(signal: np.ndarray, length: int) -> np.ndarray:

@@ -75,7 +75,7 @@ def test_empty_and_oversized_input_never_start_a_worker(monkeypatch: pytest.Monk
     monkeypatch.setattr(untrusted, "worker_command", no_worker)
     with pytest.raises(AudioError, match="empty"):
         load_untrusted(b"", RATE)
-    with pytest.raises(AudioError, match="the limit is 0 MB"):
+    with pytest.raises(AudioError, match="the limit is"):
         load_untrusted(b"x" * 2000, RATE, max_bytes=1000)
 
 
