@@ -1,0 +1,305 @@
+"""The dashboard, page by page, through Streamlit's AppTest with the shipped model.
+
+AppTest runs the real script in this process, so the model (``st.cache_resource``) is
+loaded once for the whole module. Assertions compare what a page shows with what the
+library computes for the same audio; they never depend on the model being right.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, audio_bytes, tone
+from streamlit.testing.v1 import AppTest
+
+from audiocnn.audio import load_audio
+from audiocnn.inference import Predictor
+from audiocnn.labels import class_info
+from audiocnn.samples import list_samples
+
+TIMEOUT = 120  # seconds per script run: the first one loads the model (AppTest's default is 3 s)
+
+
+@pytest.fixture(scope="module")
+def predictor(shipped_checkpoint: Path) -> Predictor:
+    return Predictor.from_checkpoint(shipped_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return list_samples()[0]
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+
+
+def check_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def markdown(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown]
+
+
+def top_lines(at: AppTest) -> list[str]:
+    """The ranked-prediction lines (``**1. 🐕 Dog** · Animals``)."""
+    return [text for text in markdown(at) if text.startswith("**") and ". " in text[:6] and "·" in text]
+
+
+def expected_top(predictor: Predictor, data: bytes | Path) -> str:
+    waveform = load_audio(data, predictor.feature_config.sample_rate)
+    return predictor.predict(waveform).top_label
+
+
+def noise_wav(seconds: float, rate: int = 44100, channels: int = 2, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    data = (0.2 * rng.standard_normal((int(seconds * rate), channels))).astype(np.float32)
+    data += tone(seconds, rate, 880.0, channels)[: data.shape[0]] * 0.5
+    return audio_bytes(data, rate, "WAV", "PCM_16")
+
+
+def upload(at: AppTest, name: str, data: bytes, mime: str = "audio/wav") -> AppTest:
+    at.file_uploader(key="upload").set_value((name, data, mime))
+    return at.run()
+
+
+def window_slider(at: AppTest):
+    return next(w for w in at.select_slider if w.key.startswith("window_"))
+
+
+def clip_caption(at: AppTest) -> str:
+    """The caption under the clip title: source · duration · notes."""
+    return next(c.value for c in at.caption if c.value.split(" · ")[0] in {"upload", "recording", "sample"})
+
+
+def plotly_charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def test_landing_page_offers_three_inputs():
+    at = new_app()
+    check_clean(at)
+    assert "Upload a file" in at.info[0].value
+    uploader = at.file_uploader(key="upload")
+    assert set(uploader.allowed_type) >= {".wav", ".flac", ".ogg", ".mp3"} or set(uploader.allowed_type) >= {
+        "wav", "flac", "ogg", "mp3",
+    }  # fmt: skip
+    assert at.audio_input(key="record").sample_rate == 44100
+    assert at.selectbox(key="sample_class").options
+
+
+def test_upload_bundled_sample_shows_ranked_predictions(predictor, sample):
+    at = upload(new_app(), sample.path.name, sample.path.read_bytes(), "audio/flac")
+    check_clean(at)
+    assert not at.error
+    lines = top_lines(at)
+    assert len(lines) == 5
+    top = class_info(expected_top(predictor, sample.path))
+    assert lines[0].startswith(f"**1. {top.emoji} {top.display_name}**")
+    assert top.category in lines[0]
+    ranking = at.dataframe[0].value
+    assert len(ranking) == 50
+    assert ranking["probability"].is_monotonic_decreasing
+    assert abs(ranking["probability"].sum() - 1) < 1e-4
+    assert len(plotly_charts(at)) >= 3  # waveform, spectrogram, Grad-CAM
+    assert "upload" in clip_caption(at)
+
+
+def test_upload_test_made_stereo_44k_wav(predictor):
+    data = noise_wav(2.0, rate=44100, channels=2)
+    at = upload(new_app(), "made.wav", data)
+    check_clean(at)
+    assert not at.error
+    top = class_info(expected_top(predictor, data))
+    assert top_lines(at)[0].startswith(f"**1. {top.emoji} {top.display_name}**")
+    assert "2.0 s" in clip_caption(at)
+
+
+def test_long_upload_gets_a_timeline_and_the_window_drives_the_page(predictor):
+    data = noise_wav(12.0, rate=16000, channels=1, seed=1)
+    at = upload(new_app(), "long.wav", data)
+    check_clean(at)
+    assert len(window_slider(at).options) == 8  # 12 s, 5 s windows, 1 s hop
+    window_slider(at).set_value(0).run()
+    assert any(text.startswith("**Listen** (0.0–5.0 s") for text in markdown(at))
+    window_slider(at).set_value(7).run()
+    check_clean(at)
+    assert any(text.startswith("**Listen** (7.0–12.0 s") for text in markdown(at))
+    waveform = load_audio(data, predictor.feature_config.sample_rate)
+    last = predictor.predict(waveform[7 * 22050 : 12 * 22050])
+    top = class_info(last.top_label)
+    assert top_lines(at)[0].startswith(f"**1. {top.emoji} {top.display_name}**")
+
+
+def test_microphone_recording_reads_the_rate_from_the_header(predictor):
+    data = noise_wav(1.5, rate=44100, channels=1, seed=2)
+    at = new_app()
+    at.audio_input(key="record").upload("recording.wav", data)
+    at.run()
+    check_clean(at)
+    assert not at.error
+    assert "recorded at 44100 Hz" in clip_caption(at)
+    top = class_info(expected_top(predictor, data))
+    assert top_lines(at)[0].startswith(f"**1. {top.emoji} {top.display_name}**")
+
+
+def test_pick_a_bundled_sample_by_class(predictor):
+    label = list_samples()[-1].label
+    at = new_app()
+    at.selectbox(key="sample_class").set_value(label).run()
+    clip = at.selectbox(key="sample_clip").value
+    at.button(key="sample_go").click().run()
+    check_clean(at)
+    assert clip.label == label
+    assert any(f"The true class is {class_info(label).emoji}" in text for text in markdown(at))
+    top = class_info(expected_top(predictor, clip.path))
+    assert top_lines(at)[0].startswith(f"**1. {top.emoji} {top.display_name}**")
+
+
+def test_change_the_explained_class_and_layer(sample):
+    at = upload(new_app(), sample.path.name, sample.path.read_bytes(), "audio/flac")
+    cam_class = next(w for w in at.selectbox if w.key.startswith("cam_class_"))
+    other = cam_class.options[-1]  # the least likely class
+    cam_class.select_index(len(cam_class.options) - 1).run()
+    check_clean(at)
+    at.radio(key="cam_layer").set_value("layer2").run()
+    check_clean(at)
+    caption = next(c.value for c in at.caption if c.value.startswith("Where the layer2"))
+    assert other.split(" — ")[0] in caption
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("empty.wav", b"", "empty"),
+        ("notes.wav", b"hello, this is not a recording\n" * 20, "text file"),
+        ("corrupt.flac", b"fLaC" + bytes(range(256)) * 8, "decode"),
+        ("silence.wav", audio_bytes(np.zeros((22050, 1), np.float32), 22050), "silent"),
+        ("blip.wav", audio_bytes(tone(0.01, 22050), 22050), "ms long"),
+        ("huge.wav", b"RIFF" + b"\0" * (50 * 1024 * 1024 + 10), "MB; the limit is"),
+        ("endless.wav", audio_bytes(np.zeros((8000 * 601, 1), np.int16), 8000, subtype="PCM_16"), "600 s"),
+    ],
+    ids=["empty", "text", "corrupt", "silent", "too-short", "too-large", "too-long"],
+)
+def test_bad_files_get_a_message_not_a_traceback(name, data, message):
+    at = upload(new_app(), name, data)
+    check_clean(at)
+    assert len(at.error) == 1
+    assert name in at.error[0].value
+    assert message in at.error[0].value
+    assert not top_lines(at)
+
+
+def test_a_bad_file_keeps_the_previous_clip(sample):
+    at = upload(new_app(), sample.path.name, sample.path.read_bytes(), "audio/flac")
+    before = top_lines(at)
+    upload(at, "broken.mp3", b"\xff\xfb" + b"\x00" * 100)
+    check_clean(at)
+    assert "broken.mp3" in at.error[0].value
+    assert top_lines(at) == before
+
+
+def test_layers_without_a_clip_points_to_analyze():
+    at = new_app()
+    at.switch_page("pages/layers.py").run()
+    check_clean(at)
+    assert "No clip yet" in at.info[0].value
+
+
+def test_layers_tree_navigation_and_channel_samples(predictor, sample):
+    at = upload(new_app(), sample.path.name, sample.path.read_bytes(), "audio/flac")
+    at.switch_page("pages/layers.py").run()
+    check_clean(at)
+    waveform = load_audio(sample.path, predictor.feature_config.sample_rate)
+    activations = predictor.analyze(waveform).activations
+
+    at.radio(key="layers_stage").set_value("layer2").run()
+    at.radio(key="layers_block").set_value("layer2.block1").run()
+    at.radio(key="layers_sub").set_value("bn2").run()
+    check_clean(at)
+    values = activations["layer2.block1.bn2"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Shape (channels × freq × time)"] == " × ".join(map(str, values.shape))
+    assert metrics["Max"] == f"{values.max():.3g}"
+    assert metrics["Negative (a ReLU would zero)"] == f"{np.mean(values < 0):.1%}"
+
+    at.radio(key="layers_stage").set_value("stem").run()
+    at.radio(key="layers_sub").set_value("relu").run()
+    check_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Zeros (after ReLU)"] == f"{np.mean(activations['stem.relu'] == 0):.1%}"
+
+    channel = at.selectbox(key="layers_channel_stem.relu")
+    assert channel.value == int(np.argmax(activations["stem.relu"].mean(axis=(1, 2))))
+    channel.set_value(channel.options[3]).run()
+    at.button(key="build_index").click().run()
+    check_clean(at)
+    ranked = [text for text in markdown(at) if text[:2] in {f"{i}." for i in range(1, 6)}]
+    assert len(ranked) == 5
+
+    at.switch_page("pages/analyze.py").run()
+    at.switch_page("pages/layers.py").run()
+    assert at.radio(key="layers_sub").value == "relu"  # the node survives a trip to another page
+    assert at.radio(key="layers_stage").value == "stem"
+
+
+def test_compare_class_samples_and_two_clips(predictor, sample):
+    at = upload(new_app(), "made.wav", noise_wav(3.0, seed=3))
+    at.switch_page("pages/compare.py").run()
+    check_clean(at)
+    at.selectbox(key="compare_class").set_value(sample.label).run()
+    verdicts = [text for text in markdown(at) if text.startswith("Predicted ")]
+    assert len(verdicts) == 2
+    assert all(("✅ right" in text) or ("❌ wrong" in text) for text in verdicts)
+
+    a, b = at.selectbox(key="compare_a"), at.selectbox(key="compare_b")
+    assert a.value.startswith("📄 made.wav")
+    b.set_value(next(option for option in b.options if sample.name in option)).run()
+    check_clean(at)
+    top = class_info(expected_top(predictor, sample.path))
+    assert sum(text.startswith(f"**1. {top.emoji} {top.display_name}**") for text in top_lines(at)) >= 1
+    assert any("The maps differ most at" in c.value for c in at.caption)
+    at.selectbox(key="compare_node").set_value("layer4.block1.out").run()
+    check_clean(at)
+
+
+def test_model_page_without_metrics(monkeypatch, tmp_path):
+    import ui.resources
+
+    monkeypatch.setattr(ui.resources, "METRICS_PATH", tmp_path / "missing.json")
+    at = new_app()
+    at.switch_page("pages/model.py").run()
+    check_clean(at)
+    assert "assets/metrics.json is missing" in at.info[-1].value
+    assert at.dataframe[0].value["parameters"].sum() > 0
+
+
+def test_model_page_with_metrics(monkeypatch, tmp_path, predictor):
+    import ui.resources
+
+    names = list(predictor.class_names)
+    confusion = np.eye(50, dtype=int) * 7
+    confusion[0, 0], confusion[0, 1] = 5, 2
+    metrics = {
+        "checkpoint": "assets/model.pt", "folds": [5], "num_clips": int(confusion.sum()),
+        "accuracy": float(np.trace(confusion) / confusion.sum()),
+        "per_class": {n: float(confusion[i, i] / confusion[i].sum()) for i, n in enumerate(names)},
+        "confusion": confusion.tolist(), "class_names": names, "history": [],
+    }  # fmt: skip
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(metrics))
+    monkeypatch.setattr(ui.resources, "METRICS_PATH", path)
+    at = new_app()
+    at.switch_page("pages/model.py").run()
+    check_clean(at)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Accuracy"] == f"{metrics['accuracy']:.1%}"
+    pairs = at.dataframe[-1].value
+    assert len(pairs) == 1 and pairs["clips"].iloc[0] == 2
+    at.selectbox(key="confusion_category").set_value("Animals").run()
+    at.toggle(key="confusion_normalise").set_value(False).run()
+    check_clean(at)
