@@ -1,0 +1,153 @@
+"""The shared training loop on a tiny dataset: outputs, resume, fold hygiene, the CLI's options."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_MODEL
+
+from audiocnn.checkpoint import load_checkpoint
+from audiocnn.features import FeatureConfig
+from audiocnn.labels import CLASS_NAMES
+from training.loop import TrainConfig, train
+from training.train import model_config, parse_args
+
+FEATURES = FeatureConfig(clip_seconds=1.0, n_mels=32)
+
+
+class Interrupted(Exception):
+    """Stands in for a crash or Ctrl-C between epochs."""
+
+
+def tiny_config(dataset: Path, out: Path, cache: Path, **changes) -> TrainConfig:
+    config = TrainConfig(
+        data_dir=str(dataset), out_dir=str(out), train_folds=(1, 2, 3), val_folds=(4,), test_folds=(5,),
+        epochs=2, batch_size=32, device="cpu", cache_dir=str(cache), model=TINY_MODEL, features=FEATURES,
+    )  # fmt: skip
+    return replace(config, **changes)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("feature-cache")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_esc50, cache, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    epochs = []
+    best = train(tiny_config(tiny_esc50, out, cache), on_epoch_end=lambda record: epochs.append(record["epoch"]))
+    assert best == out / "best.pt" and epochs == [1, 2]
+    return out
+
+
+def test_run_writes_checkpoints_logs_and_history(finished_run):
+    loaded = load_checkpoint(finished_run / "best.pt")
+    assert loaded.model_config == TINY_MODEL and loaded.feature_config == FEATURES
+    assert loaded.class_names == list(CLASS_NAMES)
+    meta = loaded.metadata
+    assert meta["selection"] == "best validation accuracy" and meta["selected_epoch"] in (1, 2)
+    assert meta["train_folds"] == [1, 2, 3] and meta["val_folds"] == [4] and meta["test_folds"] == [5]
+    assert meta["recipe"]["model"] == TINY_MODEL.to_dict() and meta["epochs"] == 2
+    assert len(meta["history"]) == meta["selected_epoch"]
+    history = json.loads((finished_run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    for record in history:
+        assert {"train_loss", "train_accuracy", "lr", "samples_per_second", "val_loss", "val_accuracy"} <= set(record)
+        assert 0 <= record["val_accuracy"] <= 1 and record["train_loss"] > 0
+    last = torch.load(finished_run / "last.pt", weights_only=True)
+    assert last["epoch"] == 2 and last["history"] == history
+    assert load_checkpoint(finished_run / "last.pt").metadata["epochs_trained"] == 2  # also a servable checkpoint
+    events = list((finished_run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and sum(e.stat().st_size for e in events) > 200
+
+
+def test_tensorboard_scalars(finished_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(finished_run / "tensorboard"))
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["scalars"])
+    assert {"train/loss", "train/accuracy", "val/accuracy", "lr"} <= tags
+    assert [event.step for event in accumulator.Scalars("train/loss")] == [1, 2]
+
+
+def test_resuming_a_finished_run_changes_nothing(finished_run, tmp_path, tiny_esc50, cache):
+    out = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    before = (out / "best.pt").read_bytes(), (out / "last.pt").read_bytes()
+
+    def no_epochs(record):
+        raise AssertionError(f"epoch {record['epoch']} ran again")
+
+    assert train(tiny_config(tiny_esc50, out, cache), resume=True, on_epoch_end=no_epochs) == out / "best.pt"
+    assert ((out / "best.pt").read_bytes(), (out / "last.pt").read_bytes()) == before
+
+
+def test_interrupted_run_resumes_where_it_stopped(finished_run, tmp_path, tiny_esc50, cache):
+    """Stopping after epoch 1 and resuming gives exactly the weights of the uninterrupted run."""
+    config = tiny_config(tiny_esc50, tmp_path / "run", cache)
+
+    def stop_after_first(record):
+        if record["epoch"] == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(config, on_epoch_end=stop_after_first)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 1
+    resumed_epochs = []
+    train(config, resume=True, on_epoch_end=lambda record: resumed_epochs.append(record["epoch"]))
+    assert resumed_epochs == [2]
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    resumed = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["state_dict"]
+    uninterrupted = torch.load(finished_run / "last.pt", weights_only=True)["state_dict"]
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_without_resume_a_run_starts_over(finished_run, tmp_path, tiny_esc50, cache):
+    out = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    epochs = []
+    train(tiny_config(tiny_esc50, out, cache, epochs=1), on_epoch_end=lambda record: epochs.append(record["epoch"]))
+    assert epochs == [1]
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.parametrize(
+    ("folds", "message"),
+    [
+        ({"train_folds": (1, 2, 5), "val_folds": ()}, r"folds \[5\] are used for training"),
+        ({"train_folds": (1, 2, 4)}, r"folds \[4\] are used for training"),
+        ({"val_folds": (5,)}, "validation folds must not be test folds"),
+    ],
+    ids=["train-test", "train-val", "val-test"],
+)
+def test_overlapping_folds_are_refused(tiny_esc50, tmp_path, cache, folds, message):
+    with pytest.raises(ValueError, match=message):
+        train(tiny_config(tiny_esc50, tmp_path / "run", cache, **folds))
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_class_count_must_match_the_dataset(tiny_esc50, tmp_path, cache):
+    with pytest.raises(ValueError, match="dataset has 50 classes, model config 10"):
+        train(tiny_config(tiny_esc50, tmp_path / "run", cache, model=replace(TINY_MODEL, num_classes=10)))
+
+
+def test_command_line_options():
+    config, resume = parse_args(["--data-dir", "d", "--out", "o"])
+    assert not resume and config.cache_dir == str(Path("o") / "cache") and config.epochs == 200
+    assert config.model == TrainConfig(data_dir="", out_dir="").model == model_config("default")
+    assert config.train_folds == (1, 2, 3, 4) and config.val_folds == () and config.test_folds == (5,)
+    argv = ["--data-dir", "d", "--out", "o", "--no-cache", "--resume", "--epochs", "3", "--model-size", "small",
+            "--val-folds", "4", "--train-folds", "1", "2", "3"]  # fmt: skip
+    config, resume = parse_args(argv)
+    assert resume and config.cache_dir is None and config.epochs == 3
+    assert config.model == model_config("small") and config.val_folds == (4,) and config.train_folds == (1, 2, 3)
+    with pytest.raises(ValueError, match="unknown model size"):
+        model_config("huge")
