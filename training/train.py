@@ -56,7 +56,7 @@ def model_config(size: str) -> ModelConfig:
 def train_remote(config: TrainConfig, resume: bool = False) -> str:
     """Run the shared training function on Modal's GPU and persist its outputs."""
     config = replace(config, data_dir=REMOTE_DATA, cache_dir=f"{VOLUME_PATH}/cache")
-    best = train(config, resume=resume)
+    best = train(config, resume=resume, on_epoch_end=lambda record: volume.commit())  # last.pt survives a timeout
     volume.commit()
     return str(best)
 
@@ -76,6 +76,8 @@ def modal_main(
 ) -> None:
     """`modal run training/train.py [--epochs N] [--cv] ...`; --cv trains all 5 folds in parallel."""
     test_folds = [1, 2, 3, 4, 5] if cv else [test_fold]
+    if val_fold in test_folds:
+        raise ValueError(f"--val-fold {val_fold} is also a test fold" + (" (with --cv leave it at 0)" if cv else ""))
     configs = []
     for fold in test_folds:
         train_folds = tuple(f for f in range(1, 6) if f not in (fold, val_fold))
