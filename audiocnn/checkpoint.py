@@ -129,6 +129,7 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> LoadedCheckpoint:
             f"Checkpoint {path} lists {len(class_names)} class names for a model with "
             f"{model_config.num_classes} outputs."
         )
+    _check_weights(path, model_config, state_dict)
     model = AudioCNN(model_config)
     try:
         model.load_state_dict(state_dict, strict=True)
@@ -138,3 +139,35 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> LoadedCheckpoint:
         ) from error
     model.eval()
     return LoadedCheckpoint(model, feature_config, class_names, dict(payload.get("metadata") or {}), path)
+
+
+MAX_BLOCKS = 64
+MAX_WIDTH = 8192
+"""Bounds on a declared architecture: far above any real one, far below a memory-exhausting one."""
+
+
+def _check_weights(path: Path, config: ModelConfig, state_dict: Any) -> None:
+    """Refuse weights that do not fit the declared architecture, or are NaN/Inf, before allocating the model.
+
+    The expected names and shapes come from the architecture built on PyTorch's meta
+    device (no memory), so a file declaring an enormous network costs nothing to refuse.
+    """
+    if sum(config.blocks) > MAX_BLOCKS or max(config.widths) > MAX_WIDTH or config.stem_channels > MAX_WIDTH:
+        raise CheckpointError(
+            f"Checkpoint {path} declares an implausibly large network (blocks {list(config.blocks)}, "
+            f"widths {list(config.widths)}); refused before building it."
+        )
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CheckpointError(f"Checkpoint {path} weights do not match its declared architecture: not a tensor dict")
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in AudioCNN(config).state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state_dict.items()}
+    if found != expected:
+        differences = sorted(set(found) ^ set(expected)) or [n for n in expected if found[n] != expected[n]]
+        raise CheckpointError(
+            f"Checkpoint {path} weights do not match its declared architecture: "
+            f"{len(differences)} tensors differ in name or shape (first: {differences[0]})"
+        )
+    broken = [name for name, t in state_dict.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:
+        raise CheckpointError(f"Checkpoint {path} has NaN or infinite weights (in {broken[0]}); it is corrupt.")
