@@ -75,37 +75,45 @@ def cached_batches(features: torch.Tensor, targets: torch.Tensor, batch_size: in
             yield features[index], targets[index]
 
 
-def run_steps(
-    model_config: ModelConfig, batches: Batches, plan: Plan, autocast: bool, channels_last: bool, seed: int
-) -> dict[str, Any]:
-    """Train a fresh model for ``plan``'s steps; samples/s from the median step (batch fetch included)."""
-    recipe = TrainConfig(data_dir="", out_dir="")
-    torch.manual_seed(seed)
-    model = AudioCNN(model_config).train()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    step_seconds = []
-    for step in range(plan.train_warmup + plan.train_steps):
+class Trainer:
+    """One data path training its own fresh copy of the model, a step at a time."""
+
+    def __init__(self, model_config: ModelConfig, batches: Batches, autocast: bool, channels_last: bool,
+                 seed: int) -> None:  # fmt: skip
+        self.recipe = TrainConfig(data_dir="", out_dir="")
+        self.num_classes = model_config.num_classes
+        self.batches, self.autocast, self.channels_last = batches, autocast, channels_last
+        torch.manual_seed(seed)
+        model = AudioCNN(model_config).train()
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.recipe.lr,
+                                           weight_decay=self.recipe.weight_decay)  # fmt: skip
+        self.generator = torch.Generator().manual_seed(seed)
+        self.step_seconds: list[float] = []
+
+    def step(self, timed: bool) -> None:
+        """Fetch a batch, augment, forward, backward, update: ``training.loop``'s inner loop (LR schedule aside)."""
         start = time.perf_counter()
-        x, y = next(batches)
-        x, targets = augment_batch(x, y, model_config.num_classes, recipe.augment, generator)
-        if channels_last:
+        x, y = next(self.batches)
+        x, targets = augment_batch(x, y, self.num_classes, self.recipe.augment, self.generator)
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            logits = model(x).float()
-        smoothed = targets * (1 - recipe.label_smoothing) + recipe.label_smoothing / targets.shape[1]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            logits = self.model(x).float()
+        smoothing = self.recipe.label_smoothing
+        smoothed = targets * (1 - smoothing) + smoothing / targets.shape[1]
         loss = torch.sum(-smoothed * F.log_softmax(logits, dim=1), dim=1).mean()
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
         loss.item()
-        if step >= plan.train_warmup:
-            step_seconds.append(time.perf_counter() - start)
-    median = float(np.median(step_seconds))
-    return {"samples_per_second": plan.train_batch / median, "median_step_ms": median * 1000,
-            "bf16_autocast": autocast, "channels_last": channels_last}  # fmt: skip
+        if timed:
+            self.step_seconds.append(time.perf_counter() - start)
+
+    def summary(self, batch_size: int) -> dict[str, Any]:
+        median = float(np.median(self.step_seconds))
+        return {"samples_per_second": batch_size / median, "median_step_ms": median * 1000,
+                "bf16_autocast": self.autocast, "channels_last": self.channels_last}  # fmt: skip
 
 
 def training_clips(samples: list[SampleClip], data_dir: str | Path | None, count: int) -> list[Clip]:
@@ -123,15 +131,19 @@ def measure(
     features = compute_logmels(clips, config)
     cache_seconds = time.perf_counter() - start
     targets = torch.tensor([c.target for c in clips])
-    project = run_steps(model_config, cached_batches(features, targets, plan.train_batch, seed), plan,
-                        autocast=bf16_supported(torch.device("cpu")), channels_last=True, seed=seed)  # fmt: skip
-    naive = run_steps(model_config, naive_batches(clips, config, plan.train_batch, seed), plan,
-                      autocast=False, channels_last=False, seed=seed)  # fmt: skip
+    project = Trainer(model_config, cached_batches(features, targets, plan.train_batch, seed),
+                      autocast=bf16_supported(torch.device("cpu")), channels_last=True, seed=seed)  # fmt: skip
+    naive = Trainer(model_config, naive_batches(clips, config, plan.train_batch, seed),
+                    autocast=False, channels_last=False, seed=seed)  # fmt: skip
+    for step in range(plan.train_warmup + plan.train_steps):
+        for trainer in (project, naive):  # alternating, so a change in machine load hits both paths alike
+            trainer.step(timed=step >= plan.train_warmup)
+    project_summary, naive_summary = project.summary(plan.train_batch), naive.summary(plan.train_batch)
     return {
         "clips": len(clips),
         "batch_size": plan.train_batch,
         "steps": plan.train_steps,
-        "project": {**project, "cache_build_seconds": cache_seconds},
-        "naive": naive,
-        "speedup": project["samples_per_second"] / naive["samples_per_second"],
+        "project": {**project_summary, "cache_build_seconds": cache_seconds},
+        "naive": naive_summary,
+        "speedup": project_summary["samples_per_second"] / naive_summary["samples_per_second"],
     }

@@ -15,6 +15,7 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
     for key in ("predict_5s_ms", "analyze_5s_ms", "timeline_ms"):
         assert inference[key]["median"] > 0
         assert inference[key]["runs"] == report["plan"]["repeats" if "5s" in key else "slow_repeats"]
+    assert inference["upload_decode_worker_ms"]["median"] > 0
     assert set(inference["stages_5s_ms"]) == {"decode_resample", "logmel", "forward"}
     assert inference["timeline_windows"] >= 2
     assert inference["batch_cli_clips_per_second"] > 0
