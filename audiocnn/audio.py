@@ -119,12 +119,15 @@ def _undecodable(data: bytes, error: Exception) -> AudioError:
     """A specific message for bytes libsndfile refused."""
     if _looks_like_text(data):
         return AudioError("This is a text file, not audio.")
-    detail = _short(error)
+    detail = _short(error).rstrip(".")
+    lowered = detail.lower()
+    if "not a regular file" in lowered:  # libsndfile's words for an MP3 with no readable frame
+        detail = "no readable audio frames"
     if isinstance(error, MemoryError):
         return AudioError("Decoding this file needed too much memory; it is probably damaged.")
-    if "format not recognised" in detail.lower():
+    if "format not recognised" in lowered:
         return AudioError("This is not an audio format we can read (supported: WAV, FLAC, OGG, MP3).")
-    if any(sign in detail.lower() for sign in _DAMAGED_SIGNS):
+    if any(sign in lowered for sign in _DAMAGED_SIGNS):
         return AudioError(f"The file is damaged or cut off, so it cannot be decoded (decoder: {detail}).")
     return AudioError(f"Could not decode this file as audio (supported: WAV, FLAC, OGG, MP3). Decoder said: {detail}")
 

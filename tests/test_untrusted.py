@@ -7,13 +7,14 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import audio_bytes, tone
+from conftest import ROOT, audio_bytes, tone
 
 from audiocnn import untrusted
 from audiocnn.audio import AudioError, load_audio
 from audiocnn.untrusted import load_untrusted
 
 RATE = 22050
+CRASH = "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
 
 
 def _python(code: str) -> list[str]:
@@ -43,7 +44,7 @@ def test_decoder_errors_come_back_as_their_message() -> None:
 @pytest.mark.parametrize(
     ("code", "expected"),
     [
-        ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", r"crashed on this file \(signal 11, SIGSEGV\)"),
+        (CRASH, r"crashed on this file \(signal 11, SIGSEGV\)"),
         ("import os; os.abort()", r"crashed on this file \(signal 6, SIGABRT\)"),
         ("import sys; sys.exit(7)", r"failed on this file \(exit status 7\)"),
         ("raise MemoryError", "too much memory"),
@@ -106,3 +107,29 @@ def test_parallel_workers_each_return_their_own_clip() -> None:
         t.join()
     for data, result in zip(clips, results):
         np.testing.assert_array_equal(result, load_audio(data, RATE))
+
+
+def test_the_app_keeps_serving_after_the_decoder_dies(monkeypatch: pytest.MonkeyPatch, shipped_checkpoint) -> None:
+    """A file that kills the decoder gives that session a message; the same and other sessions go on."""
+    from streamlit.testing.v1 import AppTest
+
+    def upload(at: AppTest, name: str, data: bytes) -> AppTest:
+        at.file_uploader(key="upload").set_value((name, data, "audio/wav"))
+        return at.run()
+
+    def top_class_lines(at: AppTest) -> list[str]:
+        return [m.value for m in at.markdown if m.value.startswith("**1. ")]
+
+    good = audio_bytes(tone(3.0, 44100, 660.0, 2), 44100)
+    first = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()
+    with monkeypatch.context() as patch:
+        patch.setattr(untrusted, "worker_command", lambda: _python(CRASH))
+        upload(first, "killer.wav", audio_bytes(tone(1.0), RATE))
+    assert not first.exception
+    assert [e.value for e in first.error] == [
+        "killer.wav: The decoder crashed on this file (signal 11, SIGSEGV); it is probably corrupt."
+    ]
+    upload(first, "good.wav", good)
+    assert not first.exception and not first.error and len(top_class_lines(first)) == 1
+    second = upload(AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run(), "good.wav", good)
+    assert not second.exception and top_class_lines(second) == top_class_lines(first)
