@@ -65,7 +65,7 @@ def _choose_window(clip: state.Clip) -> int:
     if key not in st.session_state:
         st.session_state[key] = index
     top = [int(i) for i in timeline.mean.order[:5]]
-    chart = st.empty()
+    chart = st.container()
     index = st.select_slider(
         "Window the rest of the page explains",
         options=list(range(len(timeline.starts))),
@@ -78,11 +78,11 @@ def _choose_window(clip: state.Clip) -> int:
         f"Over the whole recording the most likely class is {plots.class_label(timeline.mean.top_label)} "
         f"({timeline.mean.probabilities[timeline.mean.top_index]:.0%} on average)."
     )
-    chart.plotly_chart(
-        plots.timeline_figure(timeline.starts, timeline.window_seconds, timeline.probabilities,
-                              timeline.class_names, top, index),
-        width="stretch",
-    )  # fmt: skip
+    with chart:
+        components.chart(
+            plots.timeline_figure(timeline.starts, timeline.window_seconds, timeline.probabilities,
+                                  timeline.class_names, top, index)
+        )  # fmt: skip
     return index
 
 
@@ -102,12 +102,10 @@ def _show_clip(clip: state.Clip) -> None:
         if clip.duration > config.clip_seconds and clip.duration <= FULL_PLAYBACK_SECONDS:
             st.caption("The whole recording:")
             st.audio(clip.waveform, sample_rate=clip.sample_rate)
-        st.plotly_chart(
-            plots.waveform_figure(clip.waveform, clip.sample_rate, (start, end) if clip.duration > end else None),
-            width="stretch",
-        )
+        highlight = (start, end) if clip.duration > end else None
+        components.chart(plots.waveform_figure(clip.waveform, clip.sample_rate, highlight))
         st.markdown("**Log-mel spectrogram** — exactly the input the model sees")
-        st.plotly_chart(plots.spectrogram_figure(result.logmel, input_axes(config)), width="stretch")
+        components.chart(plots.spectrogram_figure(result.logmel, input_axes(config)))
     with ranking:
         st.markdown("### Top 5 predictions")
         top = prediction.ranked(1)[0]
@@ -139,7 +137,7 @@ def _show_why(clip: state.Clip, index: int, result) -> None:
         cams = state.explanation(clip, model, index, class_index)
     stride = node_strides(model.model)[layer]
     cell = stride[1] * config.hop_length / config.sample_rate
-    st.plotly_chart(plots.spectrogram_figure(result.logmel, input_axes(config), cams[layer]), width="stretch")
+    components.chart(plots.spectrogram_figure(result.logmel, input_axes(config), cams[layer]))
     st.caption(
         f"Where the {layer} features that raise the score of {plots.class_label(names[class_index])} sit in time "
         f"and frequency. Each {layer} cell covers {stride[0]} mel bands × {cell * 1000:.0f} ms, so deeper layers "

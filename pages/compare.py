@@ -36,8 +36,7 @@ def _class_samples() -> None:
                 f"{components.verdict(prediction, sample.label)}"
             )
             st.audio(sample.path.read_bytes(), format="audio/flac")
-            st.plotly_chart(plots.spectrogram_figure(logmel, input_axes(config), height=260, scale=scale),
-                            width="stretch")  # fmt: skip
+            components.chart(plots.spectrogram_figure(logmel, input_axes(config), height=260, scale=scale))  # fmt: skip
 
 
 def _clip_choices() -> dict[str, state.Clip | str]:
@@ -88,22 +87,16 @@ def _two_clips() -> None:
         [name for name, _ in result_a.prediction.ranked(3)] + [name for name, _ in result_b.prediction.ranked(3)]
     ))  # fmt: skip
     indices = [model.class_names.index(name) for name in both]
-    st.plotly_chart(
-        plots.probability_comparison_figure(
-            both, {"A": result_a.prediction.probabilities[indices], "B": result_b.prediction.probabilities[indices]}
-        ),
-        width="stretch",
-    )
+    probabilities = {"A": result_a.prediction.probabilities[indices], "B": result_b.prediction.probabilities[indices]}
+    components.chart(plots.probability_comparison_figure(both, probabilities))
 
     nodes = browsable_nodes(model.model_config)
     spatial = [_cosine(result_a.activations[n], result_b.activations[n]) for n in nodes]
     pooled = [_cosine(result_a.activations[n].mean(axis=(1, 2)), result_b.activations[n].mean(axis=(1, 2)))
               for n in nodes]  # fmt: skip
     st.markdown("**Where the representations diverge**")
-    st.plotly_chart(
-        plots.similarity_figure(nodes, {"whole maps": spatial, "channel means (ignores where/when)": pooled}),
-        width="stretch",
-    )
+    series = {"whole maps": spatial, "channel means (ignores where/when)": pooled}
+    components.chart(plots.similarity_figure(nodes, series))
     lowest = nodes[int(np.argmin(spatial))]
     st.caption(
         "Cosine similarity of the two clips' activations at every node. Whole maps compare what fires where; "
@@ -114,8 +107,8 @@ def _two_clips() -> None:
     scale = plots.activation_scale(values, is_nonnegative(node))
     axes = map_axes(config, values[0].shape, node_strides(model.model)[node])
     for column, label, value in zip(st.columns(2), ("A", "B"), values):
-        column.plotly_chart(plots.map_figure(value, axes, scale, title=f"{label}: {node}, mean over channels",
-                                             height=300), width="stretch")  # fmt: skip
+        with column:
+            components.chart(plots.map_figure(value, axes, scale, title=f"{label}: {node}, mean over channels"))
 
 
 _class_samples()

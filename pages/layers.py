@@ -84,15 +84,11 @@ channel_means = values.reshape(values.shape[0], -1).mean(axis=1)
 left, right = st.columns(2, gap="large")
 with left:
     st.markdown("**Mean over all channels**")
-    st.plotly_chart(
-        plots.map_figure(mean_map, axes, plots.activation_scale(mean_map, nonnegative), height=340), width="stretch"
-    )
+    components.chart(plots.map_figure(mean_map, axes, plots.activation_scale(mean_map, nonnegative), height=340))
 with right:
     st.markdown(f"**The {min(GRID_CHANNELS, len(ranking))} most active channels** (one colour scale for the node)")
     shown = ranking[:GRID_CHANNELS]
-    st.plotly_chart(
-        plots.channel_grid_figure(values[shown], [f"ch {c}" for c in shown], axes, scale, columns=4), width="stretch"
-    )
+    components.chart(plots.channel_grid_figure(values[shown], [f"ch {c}" for c in shown], axes, scale, columns=4))
 
 st.markdown("### One channel")
 channel = st.selectbox(
@@ -103,8 +99,7 @@ channel = st.selectbox(
 )
 left, right = st.columns(2, gap="large")
 with left:
-    st.plotly_chart(plots.map_figure(values[channel], axes, scale, title=f"{node} · channel {channel}"),
-                    width="stretch")  # fmt: skip
+    components.chart(plots.map_figure(values[channel], axes, scale, title=f"{node} · channel {channel}"))  # fmt: skip
 with right:
     st.markdown(f"**Which bundled clips excite channel {channel} most?**")
     index = resources.cached_sample_index()

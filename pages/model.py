@@ -6,7 +6,7 @@ import streamlit as st
 
 from audiocnn.labels import MAJOR_CATEGORIES, class_info
 from audiocnn.model import count_parameters
-from ui import plots, resources
+from ui import components, plots, resources
 
 model = resources.predictor()
 metadata = model.checkpoint.metadata
@@ -37,7 +37,7 @@ facts = {
 }  # fmt: skip
 st.caption(" · ".join(f"{key}: {value}" for key, value in facts.items() if value not in (None, "", [])))
 if history:
-    st.plotly_chart(plots.training_curves_figure(history), width="stretch")
+    components.chart(plots.training_curves_figure(history))
 else:
     st.info("This checkpoint carries no training history.")
 
@@ -67,17 +67,14 @@ left, right = st.columns([2, 1])
 category = left.selectbox("Classes", ["All 50 classes", *MAJOR_CATEGORIES], key="confusion_category")
 normalise = right.toggle("Share of each true class", value=True, key="confusion_normalise")
 keep = [i for i, name in enumerate(names) if category.startswith("All") or class_info(name).category == category]
-st.plotly_chart(
-    plots.confusion_figure(confusion[np.ix_(keep, keep)], [names[i] for i in keep], normalise,
-                           height=800 if len(keep) > 10 else 450),
-    width="stretch",
-)  # fmt: skip
+height = 800 if len(keep) > 10 else 450
+components.chart(plots.confusion_figure(confusion[np.ix_(keep, keep)], [names[i] for i in keep], normalise, height))
 
 left, right = st.columns(2, gap="large")
 with left:
     st.markdown("**Per-class accuracy**, worst first")
     per_class = {name: value for name, value in metrics["per_class"].items() if value is not None}
-    st.plotly_chart(plots.per_class_figure(per_class), width="stretch")
+    components.chart(plots.per_class_figure(per_class))
 with right:
     st.markdown("**Most-confused pairs**")
     totals = confusion.sum(axis=1)

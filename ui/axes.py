@@ -14,7 +14,7 @@ import numpy as np
 from audiocnn.features import FeatureConfig
 from audiocnn.model import AudioCNN, activation_tree
 
-NICE_HZ = (50, 100, 200, 500, 1000, 2000, 4000, 8000, 11000)
+NICE_HZ = (100, 500, 1000, 2000, 4000, 8000)
 """Frequencies labelled on the mel axis (ticks), when they fall inside the band."""
 
 

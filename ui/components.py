@@ -89,3 +89,8 @@ def sidebar_summary() -> None:
         if result is not None:
             top = result.prediction
             st.caption(f"Prediction: {class_label(top.top_label)} ({top.probabilities[top.top_index]:.0%})")
+
+
+def chart(figure) -> None:
+    """A Plotly figure at full width in its own colours (Streamlit's theme would replace the colour scales)."""
+    st.plotly_chart(figure, width="stretch", theme=None)

@@ -1,0 +1,159 @@
+"""End to end in a real browser: ``streamlit run app.py`` driven by Playwright on Debian's Chromium.
+
+Uploads a bundled clip through the real file uploader, waits for the ranked
+predictions, checks the top class against the library, opens the Layers page and
+moves through the tree. Screenshots of the four pages and the measured latencies
+(upload -> predictions visible, layer-node switches) go to ``test-output/``; the
+timings are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from audiocnn.audio import load_audio
+from audiocnn.inference import Predictor
+from audiocnn.labels import class_info
+from audiocnn.samples import list_samples
+
+CHROMIUM = Path("/usr/bin/chromium")
+OUTPUT = ROOT / "test-output"
+START_TIMEOUT = 120  # seconds for the server to answer its health check
+STEP_TIMEOUT_MS = 180_000  # one page render on a busy 2-core machine, model load included
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium (/usr/bin/chromium) is not installed"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A headless ``streamlit run app.py`` on a free local port, stopped after the module."""
+    OUTPUT.mkdir(exist_ok=True)
+    port = free_port()
+    log = (OUTPUT / "streamlit.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"streamlit did not start; see {OUTPUT / 'streamlit.log'}")
+        time.sleep(0.5)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+        yield page
+        browser.close()
+
+
+def wait_idle(page) -> None:
+    """Until the script run finished (Streamlit shows its running indicator while a script runs)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !/Running|Connecting/.test(document.querySelector('[data-testid=\"stStatusWidget\"]').innerText)",
+        timeout=STEP_TIMEOUT_MS,
+    )
+
+
+def metric_value(page, label: str) -> str:
+    metric = page.locator('[data-testid="stMetric"]', has_text=label).first
+    return metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def test_upload_predict_and_browse_layers(server, browser_page):
+    page = browser_page
+    sample = list_samples()[0]
+    predictor = Predictor.from_checkpoint()
+    waveform = load_audio(sample.path, predictor.feature_config.sample_rate)
+    analysis = predictor.analyze(waveform)
+    top = class_info(analysis.prediction.top_label)
+    timings: dict[str, object] = {}
+
+    page.goto(server)
+    page.get_by_text("What does the CNN hear?").wait_for()
+    wait_idle(page)
+
+    uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]').first
+    started = time.perf_counter()
+    uploader.set_input_files(str(sample.path))
+    first = page.locator("strong", has_text=re.compile(r"^1\. ")).first
+    first.wait_for()
+    timings["upload_to_predictions_s"] = round(time.perf_counter() - started, 2)
+    assert first.inner_text().strip() == f"1. {top.emoji} {top.display_name}"
+    wait_idle(page)
+    timings["upload_to_page_complete_s"] = round(time.perf_counter() - started, 2)
+    assert page.locator(".js-plotly-plot").count() >= 3
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(OUTPUT / "analyze.png"), full_page=True)
+
+    page.get_by_role("link", name="Layers").first.click()
+    page.get_by_text("Shape (channels × freq × time)").wait_for()
+    wait_idle(page)
+    switches = []
+    for stage in ("layer3", "layer4", "stem", "layer2", "layer1"):
+        node = "stem.conv" if stage == "stem" else f"{stage}.block0.relu1"
+        shape = " × ".join(map(str, analysis.activations[node].shape))
+        started = time.perf_counter()
+        page.locator('[data-testid="stRadio"]').first.get_by_text(stage, exact=True).click()
+        page.locator('[data-testid="stMetricValue"]', has_text=shape).first.wait_for()
+        switches.append(round(time.perf_counter() - started, 2))
+        wait_idle(page)
+    timings["layer_switch_s"] = switches
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(OUTPUT / "layers.png"), full_page=True)
+
+    for name, marker in (("Compare", "Where the representations diverge"), ("Model", "Architecture")):
+        page.get_by_role("link", name=name).first.click()
+        page.get_by_text(marker).first.wait_for()
+        wait_idle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.screenshot(path=str(OUTPUT / f"{name.lower()}.png"), full_page=True)
+
+    (OUTPUT / "timings.json").write_text(json.dumps(timings, indent=2))
+    print(f"browser timings: {timings}")
