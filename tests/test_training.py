@@ -111,6 +111,14 @@ def test_interrupted_run_resumes_where_it_stopped(finished_run, tmp_path, tiny_e
         torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=1e-6, msg=name)
 
 
+def test_resume_refuses_other_settings(finished_run, tmp_path, tiny_esc50, cache):
+    out = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    with pytest.raises(ValueError, match=r"different settings \(epochs 2 -> 5\)"):
+        train(tiny_config(tiny_esc50, out, cache, epochs=5), resume=True)
+    moved = tiny_config(tiny_esc50, out, tmp_path / "other-cache", device="cpu", data_dir=str(tiny_esc50))
+    assert train(moved, resume=True) == out / "best.pt"  # paths may change between sessions (Modal, laptops)
+
+
 def test_without_resume_a_run_starts_over(finished_run, tmp_path, tiny_esc50, cache):
     out = Path(shutil.copytree(finished_run, tmp_path / "run"))
     epochs = []

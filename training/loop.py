@@ -113,6 +113,19 @@ def _load_split(config: TrainConfig, folds: tuple[int, ...]) -> tuple[torch.Tens
     return features, torch.tensor([c.target for c in clips])
 
 
+RESUME_FIXED = ("train_folds", "val_folds", "test_folds", "epochs", "batch_size", "lr", "weight_decay",
+                "label_smoothing", "seed", "model", "features", "augment")  # fmt: skip
+"""Recipe fields a resumed run must share with the run it continues (paths and device may change)."""
+
+
+def _check_same_recipe(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse to resume with other settings: the restored LR schedule and data order would not fit them."""
+    changed = [key for key in RESUME_FIXED if saved.get(key) != current[key]]
+    if changed:
+        detail = ", ".join(f"{key} {saved.get(key)!r} -> {current[key]!r}" for key in changed)
+        raise ValueError(f"cannot resume {path} with different settings ({detail}); use its settings or a new --out")
+
+
 def train(
     config: TrainConfig, resume: bool = False, on_epoch_end: Callable[[dict[str, float]], None] | None = None
 ) -> Path:
@@ -154,6 +167,7 @@ def train(
     last_path = out / "last.pt"
     if resume and last_path.is_file():
         state = torch.load(last_path, map_location="cpu", weights_only=True)
+        _check_same_recipe(last_path, state["metadata"].get("recipe", {}), config.describe())
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
