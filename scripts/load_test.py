@@ -197,7 +197,9 @@ def report(outcomes: list[Outcome], wall: float) -> bool:
     slowest = max(outcomes, key=lambda o: o.upload_to_result_s if o.ok else float("inf"))
     print(f"\n{len(served)}/{len(outcomes)} sessions correct; all uploads released together, "
           f"finished in {wall:.1f} s")  # fmt: skip
-    print(f"throughput: {len(served) / wall * 60:.1f} analysed uploads per minute")
+    analysed = sum(1 for o in served if o.shown.startswith("1. "))
+    print(f"throughput: {len(served) / wall * 60:.1f} uploads answered per minute "
+          f"({analysed} analyses, {len(served) - analysed} refusals)")  # fmt: skip
     print(f"slowest session: {slowest.job.name} ({slowest.upload_to_result_s:.1f} s from upload to result)")
     return len(served) == len(outcomes)
 
