@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ def run(checkpoint: Path | None, quick: bool, data_dir: Path | None) -> dict[str
     report["training"] = training_speed.measure(predictor.model_config, predictor.feature_config, clips, plan)
     report["training"]["data"] = str(data_dir) if data_dir else "bundled samples"
     report["peak_rss_mb"] = peak_rss_mb()
+    report["machine"]["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     report["targets"] = [check(report, *target) for target in TARGETS]
     return report
 
@@ -64,7 +66,8 @@ def format_text(report: dict[str, Any]) -> str:
     stages = inf["stages_5s_ms"]
     lines = [
         f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
-        f"load {m['load_average_1min']}" + ("  [--quick: figures not meaningful]" if report["quick"] else ""),
+        f"load average {m['load_average_1min']} -> {m['load_average_1min_end']}"
+        + ("  [--quick: figures not meaningful]" if report["quick"] else ""),
         f"checkpoint: {report['checkpoint']}",
         "",
         f"prediction, 5 s clip         {inf['predict_5s_ms']['median']:8.1f} ms  (decode+resample "
