@@ -127,3 +127,11 @@ def test_module_entry_point(tiny_checkpoint, tiny_esc50):
     assert json.loads(done.stdout)["num_clips"] == 50
     failed = subprocess.run([*base, "--folds", "0"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert failed.returncode == 2 and "folds [0]" in failed.stderr
+
+
+def test_default_is_the_shipped_checkpoint(capsys, shipped_checkpoint, tiny_esc50):
+    result = run_json(capsys, "--data-dir", str(tiny_esc50), "--folds", "5")
+    assert result["checkpoint"] == "assets/model.pt"  # project-relative, not this machine's path
+    assert shipped_checkpoint == ROOT / result["checkpoint"]
+    assert result["num_clips"] == 50 and result["history"]  # the shipped model carries its training curves
+    assert result["training"]["test_folds"] == [5]
