@@ -43,7 +43,7 @@ class TrainConfig:
     train_folds: tuple[int, ...] = (1, 2, 3, 4)
     val_folds: tuple[int, ...] = ()
     test_folds: tuple[int, ...] = (5,)
-    epochs: int = 200
+    epochs: int = 250
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.05

@@ -63,7 +63,7 @@ def train_remote(config: TrainConfig, resume: bool = False) -> str:
 
 @app.local_entrypoint()
 def modal_main(
-    epochs: int = 200,
+    epochs: int = 250,
     batch_size: int = 32,
     lr: float = 2e-3,
     test_fold: int = 5,
@@ -97,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     parser.add_argument("--train-folds", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--val-folds", type=int, nargs="*", default=[])
     parser.add_argument("--test-folds", type=int, nargs="*", default=[5])
-    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
