@@ -56,6 +56,15 @@ def _resolve(choice: state.Clip | str) -> state.Clip:
     return state.sample_clip(sample, resources.sample_waveform(choice), config.sample_rate)
 
 
+def _contrast(choices: dict[str, state.Clip | str], first: str) -> str:
+    """A default partner for clip A: the first bundled sample of another class than A's (predicted) class."""
+    clip = _resolve(choices[first])
+    label = clip.label or state.analysis(clip, model).prediction.top_label
+    labels = {str(sample.path): sample.label for sample in resources.samples()}
+    others = [name for name, choice in choices.items() if isinstance(choice, str) and labels[choice] != label]
+    return others[0] if others else next(name for name in choices if name != first)
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
     norm = np.linalg.norm(a) * np.linalg.norm(b)
@@ -70,7 +79,7 @@ def _two_clips() -> None:
         st.info("Two clips are needed.")
         return
     st.session_state.setdefault("compare_a", names[0])
-    st.session_state.setdefault("compare_b", names[1])
+    st.session_state.setdefault("compare_b", _contrast(choices, names[0]))
     left, right = st.columns(2)
     name_a = left.selectbox("Clip A", names, key="compare_a")
     name_b = right.selectbox("Clip B", names, key="compare_b")
@@ -98,9 +107,13 @@ def _two_clips() -> None:
     series = {"whole maps": spatial, "channel means (ignores where/when)": pooled}
     components.chart(plots.similarity_figure(nodes, series))
     lowest = nodes[int(np.argmin(spatial))]
+    verdict = (
+        "The two clips give identical activations." if min(spatial) > 0.9999
+        else f"The maps differ most at `{lowest}`."
+    )  # fmt: skip
     st.caption(
         "Cosine similarity of the two clips' activations at every node. Whole maps compare what fires where; "
-        f"channel means compare which features fire at all. The maps differ most at `{lowest}`."
+        f"channel means compare which features fire at all. {verdict}"
     )
     node = st.selectbox("Node to look at", nodes, index=nodes.index(lowest), key="compare_node")
     values = [result_a.activations[node].mean(axis=0), result_b.activations[node].mean(axis=0)]

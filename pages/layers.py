@@ -75,7 +75,7 @@ if nonnegative:
     columns[3].metric("Zeros (after ReLU)", f"{stats.share_zero:.1%}")
 else:
     columns[3].metric("Negative (a ReLU would zero)", f"{stats.share_negative:.1%}")
-columns[4].metric("Cell size", f"{stride[0]} mel × {cell_ms:.0f} ms")
+columns[4].metric("Cell (mel bands × ms)", f"{stride[0]} × {cell_ms:.0f}")
 
 scale = plots.activation_scale(values, nonnegative)
 mean_map = values.mean(axis=0)

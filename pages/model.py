@@ -17,7 +17,7 @@ table = resources.architecture()
 config = model.feature_config
 columns = st.columns(4)
 columns[0].metric("Parameters", f"{count_parameters(model.model):,}")
-columns[1].metric("Input", f"{config.n_mels} mels × {config.num_frames} frames")
+columns[1].metric("Input (mels × frames)", f"{config.n_mels} × {config.num_frames}")
 columns[2].metric("Window", f"{config.clip_seconds:g} s at {config.sample_rate} Hz")
 columns[3].metric("Classes", len(model.class_names))
 st.caption(
@@ -31,11 +31,14 @@ with st.expander("Every layer: output shape and parameters", expanded=False):
 st.markdown("### Training")
 history = metadata.get("history") or []
 facts = {
-    "recipe": metadata.get("recipe"), "epochs trained": metadata.get("epochs_trained"),
+    "epochs trained": metadata.get("epochs_trained"),
     "selected epoch": metadata.get("selected_epoch"), "train folds": metadata.get("train_folds"),
     "test folds": metadata.get("test_folds"), "device": metadata.get("device"),
 }  # fmt: skip
 st.caption(" · ".join(f"{key}: {value}" for key, value in facts.items() if value not in (None, "", [])))
+if isinstance(metadata.get("recipe"), dict):
+    with st.expander("Training recipe"):
+        st.json(metadata["recipe"], expanded=False)
 if history:
     components.chart(plots.training_curves_figure(history))
 else:

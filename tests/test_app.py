@@ -258,6 +258,7 @@ def test_compare_class_samples_and_two_clips(predictor, sample):
 
     a, b = at.selectbox(key="compare_a"), at.selectbox(key="compare_b")
     assert a.value.startswith("📄 made.wav")
+    assert b.value.startswith("📦") and b.value != a.value  # a bundled clip of another class by default
     b.set_value(next(option for option in b.options if sample.name in option)).run()
     check_clean(at)
     top = class_info(expected_top(predictor, sample.path))
@@ -265,6 +266,8 @@ def test_compare_class_samples_and_two_clips(predictor, sample):
     assert any("The maps differ most at" in c.value for c in at.caption)
     at.selectbox(key="compare_node").set_value("layer4.block1.out").run()
     check_clean(at)
+    at.selectbox(key="compare_b").set_value(at.selectbox(key="compare_a").value).run()
+    assert any("identical activations" in c.value for c in at.caption)
 
 
 def test_model_page_without_metrics(monkeypatch, tmp_path):

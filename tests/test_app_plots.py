@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -73,6 +76,14 @@ def test_colour_scales_are_shared_and_centred():
     positive = activation_scale(np.array([0.0, 5.0]), nonnegative=True)
     assert (positive.zmin, positive.zmax) == (0.0, 5.0)
     assert activation_scale(np.zeros(3), nonnegative=True).zmax > 0
+
+
+def test_colour_scales_avoid_streamlit_placeholders():
+    """Streamlit's frontend rewrites #000001..#000010 in figure JSON (Magma starts at #000004)."""
+    config = FeatureConfig()
+    figure = spectrogram_figure(np.zeros((config.n_mels, config.num_frames)), input_axes(config))
+    traces = json.dumps(figure.to_plotly_json()["data"], default=str)
+    assert not re.search(r"#0000(0[1-9]|10)\b", traces, flags=re.IGNORECASE)
 
 
 def test_envelope_keeps_every_peak():

@@ -101,9 +101,17 @@ def wait_idle(page) -> None:
     )
 
 
-def metric_value(page, label: str) -> str:
-    metric = page.locator('[data-testid="stMetric"]', has_text=label).first
-    return metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
+def screenshot(page, name: str) -> None:
+    """The whole page: Streamlit scrolls an inner container, so the viewport grows to its height first."""
+    height = page.evaluate(
+        "() => { const b = document.querySelector('[data-testid=\"stMainBlockContainer\"]');"
+        " return b.getBoundingClientRect().top + b.scrollHeight; }"
+    )
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 6000)})
+    page.wait_for_timeout(1500)  # let Plotly re-lay out at the new size
+    page.screenshot(path=str(OUTPUT / f"{name}.png"))
+    page.set_viewport_size(size)
 
 
 def test_upload_predict_and_browse_layers(server, browser_page):
@@ -126,14 +134,15 @@ def test_upload_predict_and_browse_layers(server, browser_page):
     first.wait_for()
     timings["upload_to_predictions_s"] = round(time.perf_counter() - started, 2)
     assert first.inner_text().strip() == f"1. {top.emoji} {top.display_name}"
+    page.locator(".js-plotly-plot").nth(2).wait_for()  # waveform, spectrogram and Grad-CAM drawn
     wait_idle(page)
     timings["upload_to_page_complete_s"] = round(time.perf_counter() - started, 2)
-    assert page.locator(".js-plotly-plot").count() >= 3
     assert page.locator('[data-testid="stException"]').count() == 0
-    page.screenshot(path=str(OUTPUT / "analyze.png"), full_page=True)
+    screenshot(page, "analyze")
 
     page.get_by_role("link", name="Layers").first.click()
     page.get_by_text("Shape (channels × freq × time)").wait_for()
+    page.locator(".js-plotly-plot").nth(2).wait_for()
     wait_idle(page)
     switches = []
     for stage in ("layer3", "layer4", "stem", "layer2", "layer1"):
@@ -145,15 +154,19 @@ def test_upload_predict_and_browse_layers(server, browser_page):
         switches.append(round(time.perf_counter() - started, 2))
         wait_idle(page)
     timings["layer_switch_s"] = switches
+    page.get_by_role("button", name=re.compile("^Find them")).click()
+    page.locator("audio").nth(4).wait_for()  # five clips that excite the channel, each with a player
+    wait_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
-    page.screenshot(path=str(OUTPUT / "layers.png"), full_page=True)
+    screenshot(page, "layers")
 
     for name, marker in (("Compare", "Where the representations diverge"), ("Model", "Architecture")):
         page.get_by_role("link", name=name).first.click()
         page.get_by_text(marker).first.wait_for()
+        page.locator(".js-plotly-plot").nth(1).wait_for()
         wait_idle(page)
         assert page.locator('[data-testid="stException"]').count() == 0
-        page.screenshot(path=str(OUTPUT / f"{name.lower()}.png"), full_page=True)
+        screenshot(page, name.lower())
 
     (OUTPUT / "timings.json").write_text(json.dumps(timings, indent=2))
     print(f"browser timings: {timings}")

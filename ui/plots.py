@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -21,7 +22,20 @@ from audiocnn.labels import MAJOR_CATEGORIES, class_info
 
 from .axes import MapAxes
 
-SPECTROGRAM_SCALE = "Magma"
+
+def _explicit_scale(colours: Sequence[str]) -> list[list]:
+    """A colour scale as explicit stops, safe from Streamlit's colour placeholders.
+
+    Streamlit's Plotly frontend rewrites the strings ``#000001``..``#000010`` in a
+    figure's JSON into theme colours; Magma starts at ``#000004``, which turned the dB
+    floor of every spectrogram purple. Such near-blacks become plain black here.
+    """
+    placeholders = {f"#0000{i:02d}" for i in range(1, 11)}
+    last = len(colours) - 1
+    return [[i / last, "#000000" if c.lower() in placeholders else c] for i, c in enumerate(colours)]
+
+
+SPECTROGRAM_SCALE = _explicit_scale(plotly.colors.sequential.Magma)
 POSITIVE_SCALE = "Viridis"
 SIGNED_SCALE = "RdBu_r"
 CAM_SCALE = [
@@ -71,7 +85,7 @@ def _map_layout(fig: go.Figure, axes: MapAxes, height: int, title: str | None, r
     fig.update_yaxes(
         title_text="Frequency", type="category", tickvals=axes.hz_ticks(), ticktext=axes.hz_ticks(), row=row, col=col
     )
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, title=title)
+    fig.update_layout(height=height, margin={"l": 70, "r": 10, "t": 40 if title else 10, "b": 45}, title=title)
 
 
 def _heatmap(z: np.ndarray, axes: MapAxes, unit: str, **kwargs) -> go.Heatmap:
@@ -151,7 +165,7 @@ def waveform_figure(
     if window is not None:
         fig.add_vrect(x0=window[0], x1=window[1], fillcolor="orange", opacity=0.18, line_width=0)
     fig.update_layout(
-        height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False,
+        height=height, margin={"l": 60, "r": 10, "t": 10, "b": 45}, showlegend=False,
         xaxis_title="Time (s)", yaxis_title="Amplitude", yaxis_range=[-1.05, 1.05],
     )  # fmt: skip
     return fig
@@ -184,7 +198,7 @@ def timeline_figure(
     start = float(starts[selected])
     fig.add_vrect(x0=start, x1=start + window_seconds, fillcolor="orange", opacity=0.18, line_width=0)
     fig.update_layout(
-        height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis_title="Window centre (s)",
+        height=height, margin={"l": 60, "r": 10, "t": 10, "b": 45}, xaxis_title="Window centre (s)",
         yaxis={"title": "Probability", "tickformat": ".0%", "range": [0, 1.02]},
         legend={"orientation": "h", "y": -0.3},
     )  # fmt: skip
@@ -206,19 +220,19 @@ def channel_grid_figure(
     fig.update_yaxes(type="category", tickvals=axes.hz_ticks(), ticktext=axes.hz_ticks())
     fig.update_xaxes(title_text="Time (s)", row=rows)
     fig.update_layout(
-        coloraxis=scale.coloraxis(), height=170 * rows + 60, margin={"l": 10, "r": 10, "t": 40, "b": 10}
+        coloraxis=scale.coloraxis(), height=170 * rows + 60, margin={"l": 60, "r": 10, "t": 40, "b": 45}
     )
     return fig
 
 
-def similarity_figure(nodes: Sequence[str], series: dict[str, Sequence[float]], height: int = 300) -> go.Figure:
+def similarity_figure(nodes: Sequence[str], series: dict[str, Sequence[float]], height: int = 380) -> go.Figure:
     """Where two clips' representations diverge: one similarity line per measure over the nodes in forward order."""
     fig = go.Figure()
     for name, values in series.items():
         fig.add_trace(go.Scatter(x=list(nodes), y=list(values), mode="lines+markers", name=name))
     fig.update_layout(
-        height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis={"title": "Cosine similarity",
-        "range": [-0.05, 1.05]}, xaxis={"title": "Node (forward order)", "tickangle": -60},
+        height=height, margin={"l": 60, "r": 10, "t": 10, "b": 45}, yaxis={"title": "Cosine similarity",
+        "range": [-0.05, 1.05]}, xaxis={"tickangle": -60, "automargin": True, "tickfont": {"size": 10}},
         legend={"orientation": "h", "y": 1.12},
     )  # fmt: skip
     return fig
@@ -232,10 +246,12 @@ def probability_comparison_figure(
     for name, values in series.items():
         fig.add_trace(go.Bar(y=[class_label(label) for label in labels], x=list(values), orientation="h", name=name))
     fig.update_layout(
-        barmode="group", height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        barmode="group", height=height, margin={"l": 60, "r": 10, "t": 10, "b": 45},
         xaxis={"title": "Probability", "tickformat": ".0%"}, yaxis={"autorange": "reversed"},
         legend={"orientation": "h", "y": 1.1},
     )  # fmt: skip
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     return fig
 
 
@@ -256,28 +272,35 @@ def confusion_figure(
         )
     )  # fmt: skip
     fig.update_layout(
-        height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        height=height, margin={"l": 60, "r": 10, "t": 10, "b": 45},
         xaxis={"title": "Predicted", "tickangle": -60, "tickfont": {"size": 9}},
         yaxis={"title": "True", "autorange": "reversed", "tickfont": {"size": 9}},
     )  # fmt: skip
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     return fig
 
 
 def per_class_figure(per_class: dict[str, float], height: int = 900) -> go.Figure:
-    """Per-class accuracy, worst first, coloured by major category."""
+    """Per-class accuracy, worst at the top, one colour (and legend entry) per major category."""
     ordered = sorted(per_class.items(), key=lambda item: item[1])
-    categories = [class_info(name).category for name, _ in ordered]
-    fig = go.Figure(
-        go.Bar(
-            x=[accuracy for _, accuracy in ordered], y=[class_label(name) for name, _ in ordered], orientation="h",
-            marker_color=[CATEGORY_COLOURS.get(c, "#999999") for c in categories], customdata=categories,
-            hovertemplate="%{y}: %{x:.0%}<br>%{customdata}<extra></extra>",
-        )
-    )  # fmt: skip
+    labels = [class_label(name) for name, _ in ordered]
+    fig = go.Figure()
+    for category in dict.fromkeys(class_info(name).category for name, _ in ordered):
+        rows = [(class_label(name), value) for name, value in ordered if class_info(name).category == category]
+        fig.add_trace(
+            go.Bar(
+                x=[value for _, value in rows], y=[label for label, _ in rows], orientation="h", name=category,
+                marker_color=CATEGORY_COLOURS.get(category, "#999999"), hovertemplate="%{y}: %{x:.0%}<extra></extra>",
+            )
+        )  # fmt: skip
     fig.update_layout(
-        height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        xaxis={"title": "Accuracy", "tickformat": ".0%", "range": [0, 1]}, yaxis={"tickfont": {"size": 10}},
+        height=height, margin={"l": 60, "r": 10, "t": 70, "b": 45},
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom"},
+        xaxis={"title": "Accuracy", "tickformat": ".0%", "range": [0, 1]},
+        yaxis={"tickfont": {"size": 10}, "categoryorder": "array", "categoryarray": labels[::-1]},
     )  # fmt: skip
+    fig.update_yaxes(automargin=True)
     return fig
 
 
@@ -299,5 +322,7 @@ def training_curves_figure(history: Sequence[dict], height: int = 320) -> go.Fig
             )
     fig.update_xaxes(title_text="Epoch")
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h"})
+    fig.update_layout(
+        height=height, margin={"l": 60, "r": 10, "t": 70, "b": 45}, legend={"orientation": "h", "y": 1.25}
+    )
     return fig

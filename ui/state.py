@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from audiocnn.audio import AudioError, fit_to_length
+from audiocnn.audio import AudioError, check_not_silent, fit_to_length
 from audiocnn.inference import Analysis, Predictor, Timeline
 from audiocnn.samples import SampleClip
 from audiocnn.untrusted import load_untrusted
@@ -38,9 +38,6 @@ MAX_ANALYSES = 6
 MAX_EXPLANATIONS = 24
 MAX_TIMELINE_WINDOWS = 150
 """Windows in a timeline at most: the hop grows beyond 1 s for very long recordings."""
-
-SILENCE_PEAK = 1e-4
-"""Peak amplitude (-80 dBFS) under which a recording counts as silent and is refused."""
 
 
 @dataclass(frozen=True)
@@ -103,12 +100,6 @@ def current_clip() -> Clip | None:
 
 def input_error() -> str | None:
     return st.session_state.get(INPUT_ERROR)
-
-
-def check_not_silent(waveform: np.ndarray) -> None:
-    peak = float(np.max(np.abs(waveform))) if waveform.size else 0.0
-    if peak < SILENCE_PEAK:
-        raise AudioError("The recording is silent (no sound above -80 dBFS), so there is nothing to classify.")
 
 
 def _wav_rate(data: bytes) -> int | None:
