@@ -168,6 +168,17 @@ def resample(signal: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray
     return soxr.resample(signal, orig_rate, target_rate, quality="HQ").astype(np.float32)
 
 
+SILENCE_PEAK = 1e-4
+"""Peak amplitude (-80 dBFS) under which a recording counts as silent: nothing to classify."""
+
+
+def check_not_silent(signal: np.ndarray) -> None:
+    """Refuse digital silence, which every classifier would label with meaningless confidence."""
+    peak = float(np.max(np.abs(signal))) if signal.size else 0.0
+    if peak < SILENCE_PEAK:
+        raise AudioError("The recording is silent (no sound above -80 dBFS), so there is nothing to classify.")
+
+
 def sanitize(signal: np.ndarray) -> np.ndarray:
     """Replace NaN/Inf by 0 and clip to [-1, 1] so no non-finite value reaches the model."""
     return np.clip(np.nan_to_num(signal, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0)

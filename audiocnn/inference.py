@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import fit_to_length, load_audio, sliding_windows
+from .audio import check_not_silent, fit_to_length, load_audio, sanitize, sliding_windows
 from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .explain import CAM_LAYERS, cam_from_gradients, grad_cam
 from .features import FeatureConfig, LogMel
@@ -110,12 +110,13 @@ class Predictor:
     def logmel(self, waveforms: np.ndarray | list[np.ndarray]) -> torch.Tensor:
         """One clip ``(samples,)`` or several (array or list) at the model rate -> ``(B, 1, mels, frames)``.
 
-        Each clip is centre-cropped or zero-padded to the model's window first.
+        Each clip is centre-cropped or zero-padded to the model's window first, and NaN/Inf
+        samples of arrays that did not come through ``load`` are zeroed so none reaches the model.
         """
         single = isinstance(waveforms, np.ndarray) and waveforms.ndim == 1
         batch = [waveforms] if single else list(waveforms)
         length = self.feature_config.clip_samples
-        fitted = np.stack([fit_to_length(w, length) for w in batch]).astype(np.float32)
+        fitted = sanitize(np.stack([fit_to_length(w, length) for w in batch]).astype(np.float32))
         with torch.no_grad():
             return self.frontend(torch.from_numpy(fitted))
 
@@ -136,8 +137,12 @@ class Predictor:
         return results
 
     def predict_file(self, source: bytes | str | os.PathLike) -> Prediction:
-        """Decode and classify; recordings longer than one window get the mean over the timeline."""
+        """Decode and classify; recordings longer than one window get the mean over the timeline.
+
+        Digital silence is refused (``AudioError``) as it is in the app.
+        """
         waveform = self.load(source)
+        check_not_silent(waveform)
         if waveform.shape[0] <= self.feature_config.clip_samples:
             return self.predict(waveform)
         return self.timeline(waveform).mean
