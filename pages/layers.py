@@ -106,7 +106,8 @@ with right:
     if index is None and st.button(
         f"Find them (runs the {len(resources.samples())} bundled clips through the model once)", key="build_index"
     ):
-        index = resources.sample_index()
+        resources.sample_index()
+        st.rerun()  # draw the answer without the button
     if index is not None:
         st.caption(f"Mean activation over the map; this clip: {channel_means[channel]:.3g}.")
         for rank, (sample, value) in enumerate(index.top_clips(node, channel, 5), 1):

@@ -103,6 +103,7 @@ def wait_idle(page) -> None:
 
 def screenshot(page, name: str) -> None:
     """The whole page: Streamlit scrolls an inner container, so the viewport grows to its height first."""
+    page.evaluate("() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
     height = page.evaluate(
         "() => { const b = document.querySelector('[data-testid=\"stMainBlockContainer\"]');"
         " return b.getBoundingClientRect().top + b.scrollHeight; }"
