@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics:
         document = json.loads(args.metrics.read_text()) if args.metrics.is_file() else {}
         document["cv"] = summary
-        args.metrics.write_text(json.dumps(document, indent=1))
+        args.metrics.write_text(json.dumps(document, ensure_ascii=False) + "\n")
     return 0
 
 
