@@ -77,11 +77,13 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor, capture: Activations | None = None, prefix: str = "") -> torch.Tensor:
         conv1 = self.conv1(x)
         bn1 = self.bn1(conv1)
-        relu1 = torch.relu(bn1)
+        # In place when nothing is captured: saves a tensor per ReLU in training; with capture,
+        # bn1/bn2 must stay intact for the activation browser.
+        relu1 = torch.relu(bn1) if capture is not None else torch.relu_(bn1)
         conv2 = self.conv2(relu1)
         bn2 = self.bn2(conv2)
         shortcut = self.shortcut(x)
-        out = torch.relu(bn2 + shortcut)
+        out = (bn2 + shortcut).relu_()
         if capture is not None:
             for name, value in (
                 ("conv1", conv1), ("bn1", bn1), ("relu1", relu1), ("conv2", conv2),
@@ -140,7 +142,7 @@ class AudioCNN(nn.Module):
         conv, bn, relu, pool = self.stem
         stem_conv = conv(x)
         stem_bn = bn(stem_conv)
-        stem_relu = relu(stem_bn)
+        stem_relu = relu(stem_bn) if capture is not None else torch.relu_(stem_bn)
         x = pool(stem_relu)
         if capture is not None:
             capture.update({"stem.conv": stem_conv, "stem.bn": stem_bn, "stem.relu": stem_relu, "stem": x})
