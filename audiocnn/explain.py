@@ -34,13 +34,27 @@ def grad_cam(
         raise ValueError("grad_cam expects a single clip shaped (1, 1, mels, frames)")
     with torch.enable_grad():
         logits, activations = model(logmel, return_activations=True)
-        if layers is None:
-            layers = [name for name in CAM_LAYERS if name in activations]
-        targets = [activations[name] for name in layers]
-        grads = torch.autograd.grad(logits[0, class_index], targets)
-    size = (logmel.shape[-2], logmel.shape[-1])
-    maps = {name: cam_from_gradients(a, g, size) for name, a, g in zip(layers, targets, grads)}
+        maps = cams_from_forward(logits, activations, class_index, (logmel.shape[-2], logmel.shape[-1]), layers)
     return maps, logits.detach()
+
+
+def cams_from_forward(
+    logits: torch.Tensor,
+    activations: dict[str, torch.Tensor],
+    class_index: int,
+    size: tuple[int, int],
+    layers: tuple[str, ...] | list[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Grad-CAM maps from a forward pass already taken with activations (one backward pass).
+
+    Lets a caller that needed the forward anyway (a full analysis) reuse it; ``layers``
+    defaults to those of ``CAM_LAYERS`` the model has.
+    """
+    if layers is None:
+        layers = [name for name in CAM_LAYERS if name in activations]
+    targets = [activations[name] for name in layers]
+    grads = torch.autograd.grad(logits[0, class_index], targets)
+    return {name: cam_from_gradients(a, g, size) for name, a, g in zip(layers, targets, grads)}
 
 
 def cam_from_gradients(activation: torch.Tensor, gradient: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

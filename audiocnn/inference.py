@@ -15,7 +15,7 @@ import torch
 
 from .audio import check_not_silent, fit_to_length, load_audio, sanitize, sliding_windows
 from .checkpoint import LoadedCheckpoint, load_checkpoint
-from .explain import CAM_LAYERS, cam_from_gradients, grad_cam
+from .explain import cams_from_forward, grad_cam
 from .features import FeatureConfig, LogMel
 from .model import ModelConfig
 
@@ -169,17 +169,13 @@ class Predictor:
         ``cam_class`` defaults to the predicted class. One forward and one backward
         pass serve everything, which keeps a full analysis within the app's budget.
         """
-        window = fit_to_length(np.asarray(waveform, dtype=np.float32), self.feature_config.clip_samples)
+        window = self._window(waveform)
         features = self.logmel(window)
         with torch.enable_grad():
             logits, activations = self.model(features, return_activations=True)
             probabilities = torch.softmax(logits.detach(), dim=1)[0].numpy().astype(np.float64)
             target = int(np.argmax(probabilities)) if cam_class is None else int(cam_class)
-            names = [name for name in CAM_LAYERS if name in activations]  # shallow models have fewer stages
-            layers = [activations[name] for name in names]
-            grads = torch.autograd.grad(logits[0, target], layers)
-        size = (features.shape[-2], features.shape[-1])
-        cams = {name: cam_from_gradients(a, g, size) for name, a, g in zip(names, layers, grads)}
+            cams = cams_from_forward(logits, activations, target, (features.shape[-2], features.shape[-1]))
         prediction = Prediction(probabilities, self.class_names)
         captured = {}
         if with_activations:
@@ -188,6 +184,9 @@ class Predictor:
 
     def explain(self, waveform: np.ndarray, class_index: int) -> dict[str, np.ndarray]:
         """Grad-CAM maps of every stage for any class, on the clip's model window."""
-        window = fit_to_length(np.asarray(waveform, dtype=np.float32), self.feature_config.clip_samples)
-        maps, _ = grad_cam(self.model, self.logmel(window), class_index)
+        maps, _ = grad_cam(self.model, self.logmel(self._window(waveform)), class_index)
         return maps
+
+    def _window(self, waveform: np.ndarray) -> np.ndarray:
+        """The model window of a clip: the same centre crop / zero pad ``logmel`` applies."""
+        return fit_to_length(np.asarray(waveform, dtype=np.float32), self.feature_config.clip_samples)
