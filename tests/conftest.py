@@ -18,6 +18,7 @@ from audiocnn.model import AudioCNN, ModelConfig
 ROOT = Path(__file__).resolve().parent.parent
 ESC50_DIR = ROOT.parent / "shared" / "esc50"
 TINY_MODEL = ModelConfig(stem_channels=8, widths=(8, 16), blocks=(1, 1))
+FOUR_STAGE_MODEL = ModelConfig(stem_channels=8, widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1))
 
 
 def tone(seconds: float = 1.0, rate: int = 22050, freq: float = 440.0, channels: int = 1) -> np.ndarray:
@@ -68,6 +69,15 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_checkpoint(path, AudioCNN(TINY_MODEL).eval(), FeatureConfig(), list(CLASS_NAMES), {"note": "test"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def four_stage_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random model with all four stages, so every Grad-CAM layer of the real model exists."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "four_stage.pt"
+    save_checkpoint(path, AudioCNN(FOUR_STAGE_MODEL).eval(), FeatureConfig(), list(CLASS_NAMES))
     return path
 
 

@@ -18,11 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from audiocnn.checkpoint import save_checkpoint
-from audiocnn.features import FeatureConfig
 from audiocnn.inference import Analysis, Predictor
-from audiocnn.labels import CLASS_NAMES
-from audiocnn.model import AudioCNN, ModelConfig
 
 RATE = 22050
 THREADS = 8
@@ -30,12 +26,9 @@ T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
-    """One model for the whole module, as the app caches one per process (all four stages, for Grad-CAM)."""
-    torch.manual_seed(0)
-    model = AudioCNN(ModelConfig(stem_channels=8, widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1))).eval()
-    path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt", model, FeatureConfig(), list(CLASS_NAMES))
-    return Predictor.from_checkpoint(path)
+def predictor(four_stage_checkpoint: Path) -> Predictor:
+    """One model for the whole module, as the app caches one per process."""
+    return Predictor.from_checkpoint(four_stage_checkpoint)
 
 
 @pytest.fixture(scope="module")

@@ -22,15 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from conftest import ROOT, audio_bytes, tone
 
 from audiocnn.audio import MAX_DURATION_SECONDS, MAX_FILE_BYTES, AudioError, load_audio
-from audiocnn.checkpoint import save_checkpoint
-from audiocnn.features import FeatureConfig
 from audiocnn.inference import Predictor
-from audiocnn.labels import CLASS_NAMES
-from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.untrusted import load_untrusted
 
 RATE = 22050
@@ -196,12 +191,9 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
-    """A small random model with all four stages, so every Grad-CAM layer exists."""
-    torch.manual_seed(0)
-    model = AudioCNN(ModelConfig(stem_channels=8, widths=(8, 8, 16, 16), blocks=(1, 1, 1, 1))).eval()
-    path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "small.pt", model, FeatureConfig(), list(CLASS_NAMES))
-    return Predictor.from_checkpoint(path)
+def predictor(four_stage_checkpoint: Path) -> Predictor:
+    """One small model with every Grad-CAM layer for the whole module."""
+    return Predictor.from_checkpoint(four_stage_checkpoint)
 
 
 def _load(name: str, loader: Callable[..., np.ndarray], source: bytes | Path) -> np.ndarray:
