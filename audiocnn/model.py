@@ -16,6 +16,14 @@ from torch import nn
 Activations = dict[str, torch.Tensor]
 
 
+POOLINGS = {
+    "mean": "global average pool",
+    "time-max": "mean over frequency, then max + mean over time",
+}
+"""How the last feature map becomes one vector. ``time-max`` lets a short event (one bark in
+five seconds of silence) count fully instead of being averaged away with the quiet frames."""
+
+
 class ModelConfigError(ValueError):
     """A model configuration this code cannot build."""
 
@@ -29,6 +37,7 @@ class ModelConfig:
     widths: tuple[int, ...] = (64, 128, 256, 512)
     blocks: tuple[int, ...] = (2, 2, 2, 2)
     dropout: float = 0.3
+    pooling: str = "mean"
     architecture: str = field(default="audiocnn-resnet-v1")
 
     def __post_init__(self) -> None:
@@ -40,6 +49,8 @@ class ModelConfig:
             raise ModelConfigError("widths and blocks must be non-empty and of equal length")
         if min(self.widths) < 1 or min(self.blocks) < 1 or self.num_classes < 2:
             raise ModelConfigError("widths, blocks and num_classes must be positive")
+        if self.pooling not in POOLINGS:
+            raise ModelConfigError(f"unknown pooling {self.pooling!r}; expected one of {sorted(POOLINGS)}")
         if not 0 <= self.dropout < 1:
             raise ModelConfigError(f"dropout {self.dropout} is not in [0, 1)")
 
@@ -98,7 +109,7 @@ class AudioCNN(nn.Module):
 
     Layout: input batch-norm (learned feature scaling, so the dB values need no
     hand-picked normalisation), stem conv 7x7/2 + BN + ReLU + max-pool 3x3/2, stages
-    of residual blocks (stride 2 from the second stage on), global average pool,
+    of residual blocks (stride 2 from the second stage on), pooling (``POOLINGS``),
     dropout, linear head.
     """
 
@@ -123,6 +134,12 @@ class AudioCNN(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(in_channels, c.num_classes)
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.pooling == "time-max":
+            over_time = x.mean(dim=2)
+            return over_time.amax(dim=2) + over_time.mean(dim=2)
+        return x.mean(dim=(2, 3))
 
     @staticmethod
     def stage_name(index: int) -> str:
@@ -155,7 +172,7 @@ class AudioCNN(nn.Module):
                     capture[block_name] = x
             if capture is not None:
                 capture[stage_name] = x
-        pooled = x.mean(dim=(2, 3))
+        pooled = self._pool(x)
         logits = self.head(self.dropout(pooled))
         if capture is None:
             return logits

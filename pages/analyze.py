@@ -5,7 +5,7 @@ import streamlit as st
 from audiocnn.audio import MAX_DURATION_SECONDS, MAX_FILE_BYTES
 from audiocnn.explain import CAM_LAYERS, DEFAULT_CAM_LAYER
 from ui import components, plots, resources, state
-from ui.axes import input_axes, node_strides
+from ui.axes import cell_milliseconds, input_axes, node_strides
 
 # Microphone rate: st.audio_input's 16 kHz default would cut the band the model hears (up to 11 kHz).
 # The decoder always reads the real rate from the WAV header, whatever the browser delivers.
@@ -136,11 +136,11 @@ def _show_why(clip: state.Clip, index: int, result) -> None:
     with st.spinner("Explaining…"):
         cams = state.explanation(clip, model, index, class_index)
     stride = node_strides(model.model)[layer]
-    cell = stride[1] * config.hop_length / config.sample_rate
+    cell_ms = cell_milliseconds(config, stride)
     components.chart(plots.spectrogram_figure(result.logmel, input_axes(config), cams[layer]))
     st.caption(
         f"Where the {layer} features that raise the score of {plots.class_label(names[class_index])} sit in time "
-        f"and frequency. Each {layer} cell covers {stride[0]} mel bands × {cell * 1000:.0f} ms, so deeper layers "
+        f"and frequency. Each {layer} cell covers {stride[0]} mel bands × {cell_ms:.0f} ms, so deeper layers "
         "give coarser maps. Grad-CAM has no absolute unit: each map is scaled to its own peak; an all-clear map "
         "means nothing in that layer speaks for the class."
     )

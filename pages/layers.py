@@ -4,7 +4,7 @@ import streamlit as st
 
 from audiocnn.model import activation_tree
 from ui import components, plots, resources, state
-from ui.axes import map_axes, node_strides
+from ui.axes import cell_milliseconds, map_axes, node_strides
 from ui.layers import channel_ranking, is_nonnegative, node_stats, short_name
 
 NODE = "audiocnn_layer_node"  # the selected node, kept across pages (widget state is not)
@@ -64,7 +64,6 @@ stats = node_stats(values)
 nonnegative = is_nonnegative(node)
 stride = node_strides(model.model)[node]
 axes = map_axes(config, values.shape[1:], stride)
-cell_ms = stride[1] * config.hop_length / config.sample_rate * 1000
 
 st.markdown(f"#### `{node}` — {MEANINGS.get(sub, '')}")
 columns = st.columns(5)
@@ -75,7 +74,7 @@ if nonnegative:
     columns[3].metric("Zeros (after ReLU)", f"{stats.share_zero:.1%}")
 else:
     columns[3].metric("Negative (a ReLU would zero)", f"{stats.share_negative:.1%}")
-columns[4].metric("Cell (mel bands × ms)", f"{stride[0]} × {cell_ms:.0f}")
+columns[4].metric("Cell (mel bands × ms)", f"{stride[0]} × {cell_milliseconds(config, stride):.0f}")
 
 scale = plots.activation_scale(values, nonnegative)
 mean_map = values.mean(axis=0)

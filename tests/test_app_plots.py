@@ -15,7 +15,7 @@ from audiocnn.features import FeatureConfig
 from audiocnn.inference import Predictor
 from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.samples import list_samples
-from ui.axes import input_axes, map_axes, node_strides
+from ui.axes import cell_milliseconds, input_axes, map_axes, node_strides
 from ui.layers import browsable_nodes, channel_ranking, is_nonnegative, node_stats, short_name
 from ui.plots import (
     SIGNED_SCALE,
@@ -44,6 +44,7 @@ def test_map_axes_trace_cells_back_to_seconds_and_hz():
     config = FeatureConfig()
     axes = map_axes(config, (8, 14), (16, 16))
     assert axes.seconds[1] == pytest.approx(16 * config.hop_length / config.sample_rate)
+    assert cell_milliseconds(config, (16, 16)) == pytest.approx(axes.seconds[1] * 1000)
     assert axes.hz[1] == pytest.approx(config.mel_frequencies()[16])
     assert len(set(axes.hz_labels)) == 8
     assert axes.hz_ticks() == axes.hz_labels  # coarse maps label every row

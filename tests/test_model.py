@@ -110,3 +110,32 @@ def test_parameter_count_and_config_validation():
         ModelConfig.from_dict({"depth": 3})
     with pytest.raises(ModelConfigError, match="dropout"):
         ModelConfig(dropout=1.0)
+    with pytest.raises(ModelConfigError, match="unknown pooling"):
+        ModelConfig(pooling="attention")
+
+
+def test_config_without_pooling_key_reads_as_global_average():
+    """Checkpoints written before pooling was configurable keep their behaviour."""
+    stored = TINY_MODEL.to_dict()
+    del stored["pooling"]
+    assert ModelConfig.from_dict(stored).pooling == "mean"
+
+
+def test_time_max_pooling_keeps_a_short_event_at_full_strength():
+    """One loud frame must count as much as a feature map full of it in the time dimension (max),
+    while global averaging dilutes it by the number of frames."""
+    single = torch.zeros(1, 3, 4, 10)
+    single[..., 6] = 2.0
+    mean_model = AudioCNN(TINY_MODEL)
+    time_max = AudioCNN(ModelConfig(**{**TINY_MODEL.to_dict(), "pooling": "time-max"}))
+    assert torch.allclose(mean_model._pool(single), torch.full((1, 3), 0.2))
+    assert torch.allclose(time_max._pool(single), torch.full((1, 3), 2.0 + 0.2))
+
+
+def test_time_max_model_trains_and_captures_pool():
+    config = ModelConfig(**{**TINY_MODEL.to_dict(), "pooling": "time-max"})
+    model = AudioCNN(config).train()
+    logits, activations = model(torch.randn(2, 1, 64, 100), return_activations=True)
+    assert activations["pool"].shape == (2, config.widths[-1])
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())

@@ -119,6 +119,16 @@ def test_resume_refuses_other_settings(finished_run, tmp_path, tiny_esc50, cache
     assert train(moved, resume=True) == out / "best.pt"  # paths may change between sessions (Modal, laptops)
 
 
+def test_run_saved_before_a_model_option_existed_still_resumes(finished_run, tmp_path, tiny_esc50, cache):
+    out = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    state = torch.load(out / "last.pt", weights_only=True)
+    del state["metadata"]["recipe"]["model"]["pooling"]  # as written by the first release
+    torch.save(state, out / "last.pt")
+    assert train(tiny_config(tiny_esc50, out, cache), resume=True) == out / "best.pt"
+    with pytest.raises(ValueError, match="different settings"):
+        train(tiny_config(tiny_esc50, out, cache, model=replace(TINY_MODEL, pooling="time-max")), resume=True)
+
+
 def test_without_resume_a_run_starts_over(finished_run, tmp_path, tiny_esc50, cache):
     out = Path(shutil.copytree(finished_run, tmp_path / "run"))
     epochs = []

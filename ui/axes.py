@@ -60,6 +60,11 @@ def map_axes(config: FeatureConfig, shape: tuple[int, int], stride: tuple[int, i
     return MapAxes(columns * config.hop_length / config.sample_rate, mel_centres[rows])
 
 
+def cell_milliseconds(config: FeatureConfig, stride: tuple[int, int]) -> float:
+    """How much time one cell of a map with this total stride spans (its time step)."""
+    return stride[1] * config.hop_length / config.sample_rate * 1000
+
+
 def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 

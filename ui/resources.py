@@ -14,7 +14,7 @@ import torch
 
 from audiocnn.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
 from audiocnn.inference import Predictor
-from audiocnn.model import count_parameters
+from audiocnn.model import POOLINGS, count_parameters
 from audiocnn.samples import SampleClip, list_samples
 
 from .layers import browsable_nodes
@@ -124,7 +124,7 @@ def architecture() -> pd.DataFrame:
                 module = getattr(block, part)
                 rows.append((f"{prefix}.{part}", _describe(module), None, module))
             rows.append((f"{prefix}.out", "add + ReLU", None, None))
-    rows += [("pool", "global average pool", None, None), ("logits", _describe(net.head), None, net.head)]
+    rows += [("pool", POOLINGS[net.config.pooling], None, None), ("logits", _describe(net.head), None, net.head)]
     table = []
     for node, kind, shape, module in rows:
         shape = shape or tuple(activations[node].shape[1:])
