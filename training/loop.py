@@ -43,7 +43,7 @@ class TrainConfig:
     train_folds: tuple[int, ...] = (1, 2, 3, 4)
     val_folds: tuple[int, ...] = ()
     test_folds: tuple[int, ...] = (5,)
-    epochs: int = 250
+    epochs: int = 300
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -51,7 +51,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     cache_dir: str | None = None
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(stem_channels=48, widths=(48, 96, 192, 384)))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(stem_channels=64, widths=(64, 128, 256, 512)))
     features: FeatureConfig = field(default_factory=FeatureConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     threads: int | None = None

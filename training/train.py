@@ -63,7 +63,7 @@ def train_remote(config: TrainConfig, resume: bool = False) -> str:
 
 @app.local_entrypoint()
 def modal_main(
-    epochs: int = 250,
+    epochs: int = TrainConfig.epochs,
     batch_size: int = 32,
     lr: float = 2e-3,
     test_fold: int = 5,
