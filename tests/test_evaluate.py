@@ -14,7 +14,7 @@ from conftest import ROOT, TINY_MODEL
 
 from audiocnn.checkpoint import save_checkpoint
 from audiocnn.features import FeatureConfig
-from audiocnn.inference import Predictor
+from audiocnn.inference import TEST_TIME_VIEWS, Predictor
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import AudioCNN
 from training.data import compute_logmels, read_metadata, select_folds
@@ -44,8 +44,9 @@ def test_json_schema_and_counts(capsys, tiny_checkpoint, tiny_esc50, tmp_path):
     output = tmp_path / "sub" / "metrics.json"
     result = run_json(capsys, "--checkpoint", str(tiny_checkpoint), "--data-dir", str(tiny_esc50),
                       "--folds", "5", "--output", str(output))  # fmt: skip
-    assert set(result) == {"checkpoint", "folds", "num_clips", "accuracy", "per_class", "confusion",
+    assert set(result) == {"checkpoint", "folds", "views", "num_clips", "accuracy", "per_class", "confusion",
                            "class_names", "history", "training"}  # fmt: skip
+    assert result["views"] == TEST_TIME_VIEWS
     assert result["checkpoint"] == str(tiny_checkpoint)
     assert result["folds"] == [5]
     assert result["num_clips"] == 50
@@ -61,18 +62,23 @@ def test_json_schema_and_counts(capsys, tiny_checkpoint, tiny_esc50, tmp_path):
     assert json.loads(output.read_text()) == result
 
 
-def test_predictions_match_the_training_feature_path(capsys, tiny_checkpoint, tiny_esc50):
-    """Serving-path evaluation agrees with the model run on training.data's log-mels, in any batch size."""
+@pytest.mark.parametrize("views", [1, 3])
+def test_predictions_match_the_training_feature_path(capsys, tiny_checkpoint, tiny_esc50, views):
+    """Serving-path evaluation agrees with the model run on training.data's log-mels (averaged over
+    the time-rolled views), in any batch size."""
     args = ("--checkpoint", str(tiny_checkpoint), "--data-dir", str(tiny_esc50), "--folds", "5", "4")
-    result = run_json(capsys, *args, "--batch-size", "7")  # batches unlike compute_logmels' 32
+    result = run_json(capsys, *args, "--batch-size", "7", "--views", str(views))  # batches unlike compute_logmels'
     clips = select_folds(read_metadata(tiny_esc50), [5, 4])
     predictor = Predictor.from_checkpoint(tiny_checkpoint)
+    features = compute_logmels(clips, predictor.feature_config)
+    frames = features.shape[-1]
     with torch.no_grad():
-        predicted = predictor.model(compute_logmels(clips, predictor.feature_config)).argmax(1).numpy()
+        rolled = [torch.roll(features, k * frames // views, dims=-1) for k in range(views)]
+        predicted = sum(predictor.model(x).softmax(1) for x in rolled).argmax(1).numpy()
     expected = np.zeros((50, 50), dtype=int)
     np.add.at(expected, ([c.target for c in clips], predicted), 1)
     assert result["confusion"] == expected.tolist()
-    assert result["num_clips"] == 100 and result["folds"] == [5, 4]
+    assert result["num_clips"] == 100 and result["folds"] == [5, 4] and result["views"] == views
 
 
 def test_training_metadata_is_reported_and_train_folds_warned(capsys, trained_checkpoint, tiny_esc50):
@@ -109,8 +115,9 @@ def test_refuses_mismatched_class_names(capsys, tiny_esc50, tmp_path):
         (lambda ckpt, data, tmp: ["--checkpoint", ckpt, "--data-dir", str(tmp)], "is not an ESC-50 folder"),
         (lambda ckpt, data, tmp: ["--checkpoint", ckpt, "--data-dir", data, "--folds", "9"], "folds [9] do not exist"),
         (lambda ckpt, data, tmp: ["--checkpoint", str(tmp / "no.pt"), "--data-dir", data], "Checkpoint not found"),
+        (lambda ckpt, data, tmp: ["--checkpoint", ckpt, "--data-dir", data, "--views", "0"], "at least 1, not 0"),
     ],
-    ids=["bad-data-dir", "bad-fold", "missing-checkpoint"],
+    ids=["bad-data-dir", "bad-fold", "missing-checkpoint", "no-views"],
 )
 def test_clear_errors(capsys, tiny_checkpoint, tiny_esc50, tmp_path, make_args, message):
     assert main(make_args(str(tiny_checkpoint), str(tiny_esc50), tmp_path)) == 2

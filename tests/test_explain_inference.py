@@ -53,6 +53,25 @@ def test_prediction_is_a_ranked_distribution(predictor):
     assert prediction.top_label == ranked[0][0] == CLASS_NAMES[prediction.top_index]
 
 
+def test_prediction_averages_time_rolled_views(tiny_checkpoint):
+    """``views`` rolled copies of the log-mel are classified and their probabilities averaged."""
+    clip = noise(5.0, 3)
+    single, double, triple = (Predictor.from_checkpoint(tiny_checkpoint, views=n) for n in (1, 2, 3))
+    features = single.logmel(clip)
+    frames = features.shape[-1]
+    with torch.no_grad():
+        def probs(shift):
+            return torch.softmax(single.model(torch.roll(features, shift, dims=-1)), dim=1)[0].numpy()
+
+        np.testing.assert_allclose(single.predict(clip).probabilities, probs(0), atol=1e-6)
+        np.testing.assert_allclose(double.predict(clip).probabilities, (probs(0) + probs(frames // 2)) / 2, atol=1e-6)
+        expected = (probs(0) + probs(frames // 3) + probs(2 * frames // 3)) / 3
+        np.testing.assert_allclose(triple.predict(clip).probabilities, expected, atol=1e-6)
+    assert not np.allclose(single.predict(clip).probabilities, double.predict(clip).probabilities, atol=1e-6)
+    with pytest.raises(ValueError, match="views must be at least 1"):
+        Predictor.from_checkpoint(tiny_checkpoint, views=0)
+
+
 def test_predict_batch_equals_predict_per_clip(predictor):
     clips = [noise(seconds, seed) for seed, seconds in enumerate([0.3, 5.0, 7.5] * 6)]
     assert len(clips) > WINDOW_BATCH  # crosses a batch boundary
@@ -94,9 +113,9 @@ def test_analyze_gives_every_activation_and_cams(predictor):
     for name, value in analysis.activations.items():
         assert value.ndim == (1 if name in ("pool", "logits") else 3), name
         assert np.isfinite(value).all()
-    np.testing.assert_allclose(analysis.activations["logits"], np.log(analysis.prediction.probabilities)
-                               - np.log(analysis.prediction.probabilities).max() + analysis.activations["logits"].max(),
-                               atol=1e-4)  # fmt: skip
+    unrolled = Predictor(predictor.checkpoint, views=1).predict(clip).probabilities  # the view the maps come from
+    np.testing.assert_allclose(analysis.activations["logits"], np.log(unrolled) - np.log(unrolled).max()
+                               + analysis.activations["logits"].max(), atol=1e-4)  # fmt: skip
     assert set(analysis.cams) == cam_layers(predictor) == {"stem", "layer1", "layer2"}
     for cam in analysis.cams.values():
         assert cam.shape == (128, 216) and cam.dtype == np.float32

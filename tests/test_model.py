@@ -9,7 +9,7 @@ from conftest import TINY_MODEL
 from audiocnn.model import AudioCNN, ModelConfig, ModelConfigError, activation_tree, count_parameters
 from training.loop import TrainConfig
 
-SHIPPED_ARCHITECTURE = TrainConfig(data_dir="", out_dir="").model
+RECIPE_ARCHITECTURE = TrainConfig(data_dir="", out_dir="").model
 
 
 def expected_shapes(config: ModelConfig, batch: int, mels: int = 128, frames: int = 216) -> dict[str, tuple]:
@@ -51,10 +51,10 @@ def tree_names(config: ModelConfig) -> set[str]:
     "config",
     [
         TINY_MODEL,
-        SHIPPED_ARCHITECTURE,
+        RECIPE_ARCHITECTURE,
         ModelConfig(num_classes=10, stem_channels=4, widths=(4, 8, 8), blocks=(2, 1, 3)),
     ],
-    ids=["tiny", "shipped", "uneven"],
+    ids=["tiny", "recipe", "uneven"],
 )
 def test_activation_names_and_shapes(config):
     torch.manual_seed(0)
@@ -98,10 +98,10 @@ def test_other_input_sizes_and_gradients():
 
 
 def test_parameter_count_and_config_validation():
-    model = AudioCNN(SHIPPED_ARCHITECTURE)
+    model = AudioCNN(RECIPE_ARCHITECTURE)
     assert count_parameters(model) == sum(p.numel() for p in model.parameters())
     assert count_parameters(model) > count_parameters(AudioCNN(TINY_MODEL))
-    assert ModelConfig.from_dict(SHIPPED_ARCHITECTURE.to_dict()) == SHIPPED_ARCHITECTURE
+    assert ModelConfig.from_dict(RECIPE_ARCHITECTURE.to_dict()) == RECIPE_ARCHITECTURE
     with pytest.raises(ModelConfigError, match="unknown architecture"):
         ModelConfig(architecture="transformer")
     with pytest.raises(ModelConfigError, match="equal length"):

@@ -159,7 +159,7 @@ def test_class_count_must_match_the_dataset(tiny_esc50, tmp_path, cache):
 
 def test_command_line_options():
     config, resume = parse_args(["--data-dir", "d", "--out", "o"])
-    assert not resume and config.cache_dir == str(Path("o") / "cache") and config.epochs == TrainConfig.epochs == 250
+    assert not resume and config.cache_dir == str(Path("o") / "cache") and config.epochs == TrainConfig.epochs == 300
     assert config.model == TrainConfig(data_dir="", out_dir="").model == model_config("default")
     assert config.train_folds == (1, 2, 3, 4) and config.val_folds == () and config.test_folds == (5,)
     argv = ["--data-dir", "d", "--out", "o", "--no-cache", "--resume", "--epochs", "3", "--model-size", "small",

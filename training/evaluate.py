@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from audiocnn.audio import AudioError
 from audiocnn.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
-from audiocnn.inference import Predictor
+from audiocnn.inference import TEST_TIME_VIEWS, Predictor
 from audiocnn.labels import display_name
 
 from .data import Clip, DatasetError, class_names_from_metadata, read_metadata, select_folds
@@ -75,6 +75,7 @@ def metrics(
     checkpoint: str,
     folds: list[int],
     metadata: dict[str, Any],
+    views: int = TEST_TIME_VIEWS,
 ) -> dict[str, Any]:
     """The metrics document (schema shared with the dashboard's model page)."""
     totals = confusion.sum(axis=1)
@@ -85,6 +86,7 @@ def metrics(
     return {
         "checkpoint": checkpoint,
         "folds": list(folds),
+        "views": views,
         "num_clips": total,
         "accuracy": float(np.trace(confusion) / total) if total else 0.0,
         "per_class": per_class,
@@ -101,7 +103,8 @@ def format_text(result: dict[str, Any]) -> str:
     confusion = np.asarray(result["confusion"])
     lines = [
         f"checkpoint: {result['checkpoint']}",
-        f"folds: {' '.join(map(str, result['folds']))}   clips: {result['num_clips']}",
+        f"folds: {' '.join(map(str, result['folds']))}   clips: {result['num_clips']}   "
+        f"views averaged per clip: {result.get('views', 1)}",
         f"accuracy: {result['accuracy'] * 100:.2f}%",
         "",
         "per-class accuracy (worst first):",
@@ -131,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON metrics to this file")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="clips per forward pass")
+    parser.add_argument("--views", type=int, default=TEST_TIME_VIEWS,
+                        help=f"time-rolled views averaged per clip (default: {TEST_TIME_VIEWS}, as the app and CLI)")
     return parser
 
 
@@ -142,7 +147,9 @@ def _checkpoint_label(path: Path | None) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    predictor = Predictor.from_checkpoint(args.checkpoint)
+    if args.views < 1:
+        raise EvaluationError(f"--views must be at least 1, not {args.views}")
+    predictor = Predictor.from_checkpoint(args.checkpoint, views=args.views)
     all_clips = read_metadata(args.data_dir)
     check_class_names(predictor, class_names_from_metadata(all_clips))
     clips = select_folds(all_clips, args.folds)
@@ -152,7 +159,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"warning: the checkpoint was trained on fold(s) {sorted(trained_on)}; this accuracy is not a "
               "held-out score", file=sys.stderr)  # fmt: skip
     confusion = evaluate(predictor, clips, max(1, args.batch_size))
-    return metrics(confusion, predictor.class_names, _checkpoint_label(args.checkpoint), args.folds, metadata)
+    label = _checkpoint_label(args.checkpoint)
+    return metrics(confusion, predictor.class_names, label, args.folds, metadata, args.views)
 
 
 def main(argv: list[str] | None = None) -> int:
