@@ -28,7 +28,7 @@ from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.samples import SampleClip
 from training.augment import augment_batch
 from training.data import Clip, compute_logmels, read_metadata, select_folds
-from training.loop import TrainConfig, bf16_supported
+from training.loop import TrainConfig, bf16_supported, build_optimizer
 
 from .plan import Plan
 
@@ -86,8 +86,7 @@ class Trainer:
         torch.manual_seed(seed)
         model = AudioCNN(model_config).train()
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.recipe.lr,
-                                           weight_decay=self.recipe.weight_decay)  # fmt: skip
+        self.optimizer = build_optimizer(self.model, self.recipe)
         self.generator = torch.Generator().manual_seed(seed)
         self.step_seconds: list[float] = []
 

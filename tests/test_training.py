@@ -98,7 +98,9 @@ def test_interrupted_run_resumes_where_it_stopped(finished_run, tmp_path, tiny_e
 
     with pytest.raises(Interrupted):
         train(config, on_epoch_end=stop_after_first)
-    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 1
+    interrupted = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert interrupted["epoch"] == 1
+    assert interrupted["optimizer"]["param_groups"][0]["fused"] is True  # the single-pass AdamW kernel
     resumed_epochs = []
     train(config, resume=True, on_epoch_end=lambda record: resumed_epochs.append(record["epoch"]))
     assert resumed_epochs == [2]
