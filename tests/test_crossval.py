@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
-from training.crossval import FOLDS, fold_config, main
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_MODEL
+
+from audiocnn.checkpoint import save_checkpoint
+from audiocnn.labels import CLASS_NAMES
+from audiocnn.model import AudioCNN
+from training.crossval import FOLDS, CrossValidationError, fold_config, main, summarize
 from training.loop import TrainConfig
 
 
@@ -25,4 +34,35 @@ def test_summary_without_finished_folds_keeps_the_metrics_and_says_incomplete(ti
                  "--metrics", str(metrics)]) == 0  # fmt: skip
     document = json.loads(metrics.read_text())
     assert document["accuracy"] == 0.5
-    assert document["cv"] == {"folds": {}, "mean": None, "std": None, "complete": False}
+    assert document["cv"] == {"folds": {}, "mean": None, "std": None, "complete": False, "recipe": None}
+
+
+def finished_fold(out: Path, fold: int, recipe: TrainConfig) -> None:
+    """A fold folder as a finished run leaves it: a served checkpoint and a done schedule."""
+    run_dir = out / f"fold{fold}"
+    run_dir.mkdir(parents=True)
+    config = fold_config(recipe, fold, out)
+    metadata = {"recipe": config.describe(), "epochs": config.epochs}
+    save_checkpoint(run_dir / "best.pt", AudioCNN(recipe.model).eval(), recipe.features, list(CLASS_NAMES), metadata)
+    torch.save({"epoch": config.epochs, "metadata": metadata}, run_dir / "last.pt")
+
+
+def test_summary_scores_each_fold_on_its_own_held_out_clips(tiny_esc50, tmp_path: Path) -> None:
+    recipe = TrainConfig(data_dir="d", out_dir="o", epochs=3, model=TINY_MODEL)
+    for fold in (2, 4):
+        finished_fold(tmp_path / "cv", fold, recipe)
+    summary = summarize(tmp_path / "cv", str(tiny_esc50))
+    assert set(summary["folds"]) == {"2", "4"} and not summary["complete"]
+    assert all(0 <= accuracy <= 1 for accuracy in summary["folds"].values())
+    assert summary["mean"] == pytest.approx(np.mean(list(summary["folds"].values())))
+    assert summary["recipe"]["epochs"] == 3 and summary["recipe"]["model"] == TINY_MODEL.to_dict()
+
+
+def test_summary_refuses_folds_of_different_recipes(capsys, tiny_esc50, tmp_path: Path) -> None:
+    recipe = TrainConfig(data_dir="d", out_dir="o", epochs=3, model=TINY_MODEL)
+    finished_fold(tmp_path / "cv", 1, recipe)
+    finished_fold(tmp_path / "cv", 5, replace(recipe, epochs=4))
+    with pytest.raises(CrossValidationError, match=r"fold 5 was trained with other settings \(epochs\)"):
+        summarize(tmp_path / "cv", str(tiny_esc50))
+    assert main(["summarize", "--data-dir", str(tiny_esc50), "--out", str(tmp_path / "cv")]) == 2
+    assert capsys.readouterr().err.startswith("error: fold 5")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from audiocnn.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from audiocnn.inference import Predictor
+from audiocnn.inference import TEST_TIME_VIEWS, Predictor
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.samples import list_samples
 
@@ -61,6 +61,7 @@ def test_metrics_file_is_consistent() -> None:
         row = confusion[index]
         assert metrics["per_class"][name] == pytest.approx(row[index] / row.sum())
     assert metrics["history"], "the training curves belong in the metrics file"
+    assert metrics["views"] == TEST_TIME_VIEWS, "the stored accuracy must be measured the way the app predicts"
 
 
 @pytest.mark.slow

@@ -22,9 +22,16 @@ from audiocnn.inference import Predictor
 
 from .data import read_metadata, select_folds
 from .evaluate import evaluate
-from .loop import TrainConfig, train
+from .loop import RESUME_FIXED, TrainConfig, train
 
 FOLDS = (1, 2, 3, 4, 5)
+
+RECIPE_KEYS = tuple(key for key in RESUME_FIXED if key not in ("train_folds", "val_folds", "test_folds"))
+"""Settings every fold of one cross-validation must share (only the held-out fold differs)."""
+
+
+class CrossValidationError(ValueError):
+    """Fold results that cannot be summarised together."""
 
 
 def fold_config(base: TrainConfig, test_fold: int, out_dir: Path) -> TrainConfig:
@@ -54,14 +61,28 @@ def run(base: TrainConfig, out_dir: Path, folds: list[int]) -> None:
 
 
 def summarize(out_dir: Path, data_dir: str) -> dict[str, Any]:
-    """Accuracy of every finished fold on its held-out fold, and their mean."""
+    """Accuracy of every finished fold on its held-out fold, and their mean.
+
+    A mean over folds trained with different recipes would describe no model, so folds whose
+    settings differ from the first finished fold's are refused (``CrossValidationError``).
+    """
     clips = read_metadata(data_dir)
     accuracies: dict[str, float] = {}
+    recipe: dict[str, Any] | None = None
     for fold in FOLDS:
         run_dir = out_dir / f"fold{fold}"
         if not fold_finished(run_dir):
             continue
-        confusion = evaluate(Predictor.from_checkpoint(run_dir / "best.pt"), select_folds(clips, [fold]))
+        predictor = Predictor.from_checkpoint(run_dir / "best.pt")
+        saved = predictor.checkpoint.metadata.get("recipe", {})
+        fold_recipe = {key: saved.get(key) for key in RECIPE_KEYS}
+        if recipe is None:
+            recipe = fold_recipe
+        elif fold_recipe != recipe:
+            changed = ", ".join(key for key in RECIPE_KEYS if fold_recipe[key] != recipe[key])
+            raise CrossValidationError(f"fold {fold} was trained with other settings ({changed}) than the "
+                                       "folds before it; cross-validate one recipe per --out folder")  # fmt: skip
+        confusion = evaluate(predictor, select_folds(clips, [fold]))
         accuracies[str(fold)] = float(np.trace(confusion) / confusion.sum())
         print(f"fold {fold}: {accuracies[str(fold)]:.4f}")
     values = list(accuracies.values())
@@ -70,6 +91,7 @@ def summarize(out_dir: Path, data_dir: str) -> dict[str, Any]:
         "mean": float(np.mean(values)) if values else None,
         "std": float(np.std(values)) if values else None,
         "complete": len(values) == len(FOLDS),
+        "recipe": recipe,
     }
 
 
@@ -91,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
                            cache_dir=str(args.out / "cache"))  # fmt: skip
         run(base, args.out, args.folds)
         return 0
-    summary = summarize(args.out, args.data_dir)
+    try:
+        summary = summarize(args.out, args.data_dir)
+    except CrossValidationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=1))
     if args.metrics:
         document = json.loads(args.metrics.read_text()) if args.metrics.is_file() else {}
