@@ -11,10 +11,14 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -r requirements-dev.txt
 
-# Debian's Chromium drives the browser end-to-end test (Playwright never downloads a browser).
-if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-        || echo "warning: could not install chromium; the browser test will be skipped"
+# Debian's Chromium drives the browser end-to-end test (Playwright never downloads a browser);
+# the colour emoji font keeps the page icons legible in its screenshots.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+        || echo "warning: could not install ${missing[*]}; the browser test may be skipped"
 fi
 
 "$VENV/bin/ruff" check .
