@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from audiocnn.labels import MAJOR_CATEGORIES, class_info
-from audiocnn.model import count_parameters
+from audiocnn.model import POOLINGS, count_parameters
 from ui import components, plots, resources
 
 model = resources.predictor()
@@ -23,7 +23,8 @@ columns[3].metric("Classes", len(model.class_names))
 st.caption(
     f"ResNet-style CNN over log-mel spectrograms (n_fft {config.n_fft}, hop {config.hop_length}, "
     f"{config.f_min:g}–{config.f_max:g} Hz, dB floor {config.top_db:g} dB below the clip's peak): input batch-norm, "
-    "a 7×7 stem with max-pool, four stages of residual blocks, global average pooling and a linear head."
+    f"a 7×7 stem with max-pool, {len(model.model_config.widths)} stages of residual blocks, "
+    f"{POOLINGS[model.model_config.pooling]} and a linear head."
 )
 with st.expander("Every layer: output shape and parameters", expanded=False):
     st.dataframe(table, hide_index=True, width="stretch")
@@ -63,7 +64,9 @@ cv = metrics.get("cv")
 if cv and cv.get("mean") is not None:
     folds = ", ".join(map(str, cv.get("folds", {})))
     st.caption(f"Cross-validation mean accuracy: {cv['mean']:.1%} over folds {folds}.")
-st.caption(f"Checkpoint evaluated: `{metrics.get('checkpoint', '?')}`.")
+views = metrics.get("views", 1)
+scoring = f"probabilities averaged over {views} time-rolled views per clip" if views > 1 else "one view per clip"
+st.caption(f"Checkpoint evaluated: `{metrics.get('checkpoint', '?')}`; {scoring}, as this app predicts.")
 
 st.markdown("**Confusion matrix** (rows: true class, columns: predicted)")
 left, right = st.columns([2, 1])
