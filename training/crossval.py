@@ -22,7 +22,7 @@ from audiocnn.inference import Predictor
 
 from .data import read_metadata, select_folds
 from .evaluate import evaluate
-from .loop import RESUME_FIXED, TrainConfig, train
+from .loop import RESUME_FIXED, TrainConfig, comparable_recipe, train
 
 FOLDS = (1, 2, 3, 4, 5)
 
@@ -74,7 +74,7 @@ def summarize(out_dir: Path, data_dir: str) -> dict[str, Any]:
         if not fold_finished(run_dir):
             continue
         predictor = Predictor.from_checkpoint(run_dir / "best.pt")
-        saved = predictor.checkpoint.metadata.get("recipe", {})
+        saved = comparable_recipe(predictor.checkpoint.metadata.get("recipe", {}))
         fold_recipe = {key: saved.get(key) for key in RECIPE_KEYS}
         if recipe is None:
             recipe = fold_recipe

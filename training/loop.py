@@ -124,14 +124,17 @@ RESUME_FIXED = ("train_folds", "val_folds", "test_folds", "epochs", "batch_size"
 """Recipe fields a resumed run must share with the run it continues (paths and device may change)."""
 
 
-def _check_same_recipe(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse to resume with other settings: the restored LR schedule and data order would not fit them.
-
-    The saved model settings are read through ``ModelConfig`` first, so a run saved before a
-    model option existed resumes under that option's default.
-    """
+def comparable_recipe(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved recipe with its model settings read through ``ModelConfig``, so a run saved before
+    a model option existed compares equal to one that states that option's default."""
     if isinstance(saved.get("model"), dict):
-        saved = {**saved, "model": ModelConfig.from_dict(saved["model"]).to_dict()}
+        return {**saved, "model": ModelConfig.from_dict(saved["model"]).to_dict()}
+    return saved
+
+
+def _check_same_recipe(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse to resume with other settings: the restored LR schedule and data order would not fit them."""
+    saved = comparable_recipe(saved)
     changed = [key for key in RESUME_FIXED if saved.get(key) != current[key]]
     if changed:
         detail = ", ".join(f"{key} {saved.get(key)!r} -> {current[key]!r}" for key in changed)
