@@ -133,15 +133,14 @@ class Predictor:
 
         ``logits`` of the unrolled view are reused when the caller already ran it.
         """
-        frames = features.shape[-1]
         with torch.inference_mode():
-            first = torch.softmax(logits if logits is not None else self.model(features), dim=1)
-            total = first.clone()
+            probabilities = torch.softmax(logits if logits is not None else self.model(features), dim=1)
             if self.views > 1:
-                shifts = [k * frames // self.views for k in range(1, self.views)]
+                shifts = [k * features.shape[-1] // self.views for k in range(1, self.views)]
                 rolled = torch.cat([torch.roll(features, shift, dims=-1) for shift in shifts])
-                total += torch.softmax(self.model(rolled), dim=1).view(self.views - 1, *first.shape).sum(dim=0)
-            return (total / self.views).numpy().astype(np.float64)
+                others = torch.softmax(self.model(rolled), dim=1).view(self.views - 1, *probabilities.shape)
+                probabilities = (probabilities + others.sum(dim=0)) / self.views
+            return probabilities.numpy().astype(np.float64)
 
     def predict(self, waveform: np.ndarray) -> Prediction:
         """Ranked probabilities for one clip (centre window when longer than the model's)."""

@@ -66,7 +66,8 @@ if cv and cv.get("mean") is not None:
     st.caption(f"Cross-validation mean accuracy: {cv['mean']:.1%} over folds {folds}.")
 views = metrics.get("views", 1)
 scoring = f"probabilities averaged over {views} time-rolled views per clip" if views > 1 else "one view per clip"
-st.caption(f"Checkpoint evaluated: `{metrics.get('checkpoint', '?')}`; {scoring}, as this app predicts.")
+match = "as this app predicts" if views == model.views else f"this app averages {model.views}"
+st.caption(f"Checkpoint evaluated: `{metrics.get('checkpoint', '?')}`; {scoring}, {match}.")
 
 st.markdown("**Confusion matrix** (rows: true class, columns: predicted)")
 left, right = st.columns([2, 1])

@@ -185,8 +185,8 @@ def train(
         _check_same_recipe(last_path, state["metadata"].get("recipe", {}), config.describe())
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
-        for group in optimizer.param_groups:  # the kernel is this code's choice, not the saved run's
-            group["fused"] = True
+        for group in optimizer.param_groups:  # the kernel is build_optimizer's choice, not the saved run's
+            group["fused"] = optimizer.defaults["fused"]
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
