@@ -84,6 +84,9 @@ def format_text(report: dict[str, Any]) -> str:
         f"training, naive path         {tr['naive']['samples_per_second']:8.1f} samples/s  (fp32, decode every item)",
         f"training speed-up            {tr['speedup']:8.2f} x  (batch {tr['batch_size']}, {tr['steps']} steps, "
         f"{tr['clips']} clips from {tr['data']})",
+        f"  per step: fetch {tr['naive']['median_fetch_ms']:.0f} -> {tr['project']['median_fetch_ms']:.0f} ms "
+        f"(data path), compute {tr['naive']['median_compute_ms']:.0f} -> {tr['project']['median_compute_ms']:.0f} ms "
+        f"({tr['compute_speedup']:.2f} x from fp32 -> bf16 channels-last)",
         f"peak memory (RSS)            {report['peak_rss_mb']:8.0f} MB  "
         f"(after inference: {report['peak_rss_mb_inference']:.0f} MB)",
         "",

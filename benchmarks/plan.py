@@ -16,7 +16,7 @@ class Plan:
     train_clips: int = 100  # clips the two training data paths cycle through
     train_batch: int = 32
     train_warmup: int = 2  # untimed optimiser steps per data path
-    train_steps: int = 8  # timed optimiser steps per data path
+    train_steps: int = 16  # timed optimiser steps per data path
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

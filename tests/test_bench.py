@@ -22,10 +22,12 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
 
     training = report["training"]
     for path in ("project", "naive"):
-        assert training[path]["samples_per_second"] > 0
+        step = training[path]
+        assert step["samples_per_second"] > 0 and step["median_compute_ms"] > 0
+        assert 0 <= step["median_fetch_ms"] < step["median_step_ms"]
     assert training["naive"]["bf16_autocast"] is False and training["naive"]["channels_last"] is False
     assert training["project"]["channels_last"] is True
-    assert training["speedup"] > 0
+    assert training["speedup"] > 0 and training["compute_speedup"] > 0
 
     assert report["peak_rss_mb"] >= report["peak_rss_mb_inference"] > 0
     assert report["machine"]["cores"] >= 1
@@ -34,5 +36,5 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
 
     text = bench.format_text(report)
     for phrase in ("prediction, 5 s clip", "full analysis", "upload decode", "timeline", "batch CLI", "naive path",
-                   "speed-up", "peak memory", "target"):  # fmt: skip
+                   "speed-up", "per step: fetch", "peak memory", "target"):  # fmt: skip
         assert phrase in text
