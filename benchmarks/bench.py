@@ -86,7 +86,8 @@ def format_text(report: dict[str, Any]) -> str:
         f"{tr['clips']} clips from {tr['data']})",
         f"  per step: fetch {tr['naive']['median_fetch_ms']:.0f} -> {tr['project']['median_fetch_ms']:.0f} ms "
         f"(data path), compute {tr['naive']['median_compute_ms']:.0f} -> {tr['project']['median_compute_ms']:.0f} ms "
-        f"({tr['compute_speedup']:.2f} x from fp32 -> bf16 channels-last)",
+        f"({tr['compute_speedup']:.2f} x from fp32 -> {'bf16' if tr['project']['bf16_autocast'] else 'fp32'} "
+        "channels-last)",
         f"peak memory (RSS)            {report['peak_rss_mb']:8.0f} MB  "
         f"(after inference: {report['peak_rss_mb_inference']:.0f} MB)",
         "",
