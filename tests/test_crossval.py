@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import TINY_MODEL
 
 from audiocnn.checkpoint import save_checkpoint
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import AudioCNN
-from training.crossval import FOLDS, CrossValidationError, fold_config, main, summarize
+from training.crossval import FOLDS, CrossValidationError, fold_config, fold_finished, main, summarize
 from training.loop import TrainConfig
 
 
@@ -37,14 +36,13 @@ def test_summary_without_finished_folds_keeps_the_metrics_and_says_incomplete(ti
     assert document["cv"] == {"folds": {}, "mean": None, "std": None, "complete": False, "recipe": None}
 
 
-def finished_fold(out: Path, fold: int, recipe: TrainConfig) -> None:
-    """A fold folder as a finished run leaves it: a served checkpoint and a done schedule."""
+def finished_fold(out: Path, fold: int, recipe: TrainConfig, epochs_trained: int | None = None) -> None:
+    """A fold folder holding its served checkpoint (only that: folds trained elsewhere arrive so)."""
     run_dir = out / f"fold{fold}"
     run_dir.mkdir(parents=True)
     config = fold_config(recipe, fold, out)
-    metadata = {"recipe": config.describe(), "epochs": config.epochs}
+    metadata = {"recipe": config.describe(), "epochs": config.epochs, "epochs_trained": epochs_trained or config.epochs}
     save_checkpoint(run_dir / "best.pt", AudioCNN(recipe.model).eval(), recipe.features, list(CLASS_NAMES), metadata)
-    torch.save({"epoch": config.epochs, "metadata": metadata}, run_dir / "last.pt")
 
 
 def test_summary_scores_each_fold_on_its_own_held_out_clips(tiny_esc50, tmp_path: Path) -> None:
@@ -66,3 +64,20 @@ def test_summary_refuses_folds_of_different_recipes(capsys, tiny_esc50, tmp_path
         summarize(tmp_path / "cv", str(tiny_esc50))
     assert main(["summarize", "--data-dir", str(tiny_esc50), "--out", str(tmp_path / "cv")]) == 2
     assert capsys.readouterr().err.startswith("error: fold 5")
+
+
+def test_a_fold_whose_schedule_is_not_done_is_neither_scored_nor_skipped(tiny_esc50, tmp_path: Path) -> None:
+    recipe = TrainConfig(data_dir="d", out_dir="o", epochs=3, model=TINY_MODEL)
+    finished_fold(tmp_path / "cv", 1, recipe)
+    finished_fold(tmp_path / "cv", 2, recipe, epochs_trained=2)
+    assert fold_finished(tmp_path / "cv" / "fold1") and not fold_finished(tmp_path / "cv" / "fold2")
+    assert not fold_finished(tmp_path / "cv" / "fold3")
+    assert set(summarize(tmp_path / "cv", str(tiny_esc50))["folds"]) == {"1"}
+
+
+def test_run_trains_the_named_model_size(monkeypatch, tmp_path: Path) -> None:
+    seen = []
+    monkeypatch.setattr("training.crossval.run", lambda base, out, folds: seen.append((base, folds)))
+    assert main(["run", "--data-dir", "d", "--out", str(tmp_path), "--folds", "3", "--model-size", "fullres"]) == 0
+    (base, folds), = seen
+    assert folds == [3] and not base.model.stem_pool and base.cache_dir == str(tmp_path / "cache")

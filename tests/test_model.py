@@ -13,7 +13,8 @@ RECIPE_ARCHITECTURE = TrainConfig(data_dir="", out_dir="").model
 
 
 def expected_shapes(config: ModelConfig, batch: int, mels: int = 128, frames: int = 216) -> dict[str, tuple]:
-    """Every activation's shape, from the documented layout (stem /4, then /2 per stage after the first)."""
+    """Every activation's shape, from the documented layout (stem /4, or /2 without its pool;
+    then /2 per stage after the first)."""
 
     def down(size: int) -> int:  # a 3x3 (or 7x7) convolution or pool with stride 2 and "same" padding
         return (size + 1) // 2
@@ -21,7 +22,8 @@ def expected_shapes(config: ModelConfig, batch: int, mels: int = 128, frames: in
     h, w = down(mels), down(frames)
     shapes = {"stem.conv": (batch, config.stem_channels, h, w)}
     shapes["stem.bn"] = shapes["stem.relu"] = shapes["stem.conv"]
-    h, w = down(h), down(w)
+    if config.stem_pool:
+        h, w = down(h), down(w)
     shapes["stem"] = (batch, config.stem_channels, h, w)
     for stage, (width, count) in enumerate(zip(config.widths, config.blocks)):
         if stage:
@@ -53,8 +55,9 @@ def tree_names(config: ModelConfig) -> set[str]:
         TINY_MODEL,
         RECIPE_ARCHITECTURE,
         ModelConfig(num_classes=10, stem_channels=4, widths=(4, 8, 8), blocks=(2, 1, 3)),
+        ModelConfig(stem_channels=16, widths=(16, 32), blocks=(1, 1), stem_pool=False),
     ],
-    ids=["tiny", "recipe", "uneven"],
+    ids=["tiny", "recipe", "uneven", "no-stem-pool"],
 )
 def test_activation_names_and_shapes(config):
     torch.manual_seed(0)
@@ -112,6 +115,32 @@ def test_parameter_count_and_config_validation():
         ModelConfig(dropout=1.0)
     with pytest.raises(ModelConfigError, match="unknown pooling"):
         ModelConfig(pooling="attention")
+    with pytest.raises(ModelConfigError, match="stem_pool must be true or false"):
+        ModelConfig.from_dict({**TINY_MODEL.to_dict(), "stem_pool": "no"})
+
+
+def test_config_without_stem_pool_key_keeps_the_pool():
+    """Checkpoints written before the stem pool was optional (the shipped one too) keep it."""
+    stored = TINY_MODEL.to_dict()
+    del stored["stem_pool"]
+    config = ModelConfig.from_dict(stored)
+    assert config.stem_pool and isinstance(AudioCNN(config).stem[3], torch.nn.MaxPool2d)
+
+
+def test_model_without_stem_pool_trains_at_twice_the_resolution():
+    """Same weights (the pool has none), so only the feature maps change: twice as tall and wide
+    from the stem on. (Stem width 16: with 8 channels in channels-last, torch 2.14.1's CPU backward of this
+    layout corrupts memory; the named sizes use 64.)"""
+    with_pool = ModelConfig(stem_channels=16, widths=(16, 32), blocks=(1, 1))
+    without = ModelConfig(**{**with_pool.to_dict(), "stem_pool": False})
+    pooled, full = AudioCNN(with_pool).train(), AudioCNN(without).train()
+    assert count_parameters(pooled) == count_parameters(full)
+    x = torch.randn(2, 1, 64, 100)
+    _, pooled_maps = pooled(x, return_activations=True)
+    logits, full_maps = full(x, return_activations=True)
+    assert full_maps["layer1"].shape[-2:] == (32, 50) and pooled_maps["layer1"].shape[-2:] == (16, 25)
+    logits.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in full.parameters())
 
 
 def test_config_without_pooling_key_reads_as_global_average():

@@ -14,8 +14,9 @@ from conftest import TINY_MODEL
 from audiocnn.checkpoint import load_checkpoint
 from audiocnn.features import FeatureConfig
 from audiocnn.labels import CLASS_NAMES
-from training.loop import TrainConfig, train
-from training.train import model_config, parse_args
+from audiocnn.model import ModelConfig
+from training.loop import TrainConfig, model_config, train
+from training.train import parse_args
 
 FEATURES = FeatureConfig(clip_seconds=1.0, n_mels=32)
 
@@ -171,3 +172,5 @@ def test_command_line_options():
     assert config.model == model_config("small") and config.val_folds == (4,) and config.train_folds == (1, 2, 3)
     with pytest.raises(ValueError, match="unknown model size"):
         model_config("huge")
+    config, _ = parse_args(["--data-dir", "d", "--out", "o", "--model-size", "fullres"])
+    assert config.model == ModelConfig(**{**model_config("default").to_dict(), "stem_pool": False})

@@ -22,7 +22,7 @@ from audiocnn.inference import Predictor
 
 from .data import read_metadata, select_folds
 from .evaluate import evaluate
-from .loop import RESUME_FIXED, TrainConfig, comparable_recipe, train
+from .loop import MODEL_SIZES, RESUME_FIXED, TrainConfig, comparable_recipe, model_config, train
 
 FOLDS = (1, 2, 3, 4, 5)
 
@@ -43,11 +43,16 @@ def fold_config(base: TrainConfig, test_fold: int, out_dir: Path) -> TrainConfig
 
 
 def fold_finished(run_dir: Path) -> bool:
-    last = run_dir / "last.pt"
-    if not last.is_file():
+    """Whether the fold's served checkpoint completed its schedule.
+
+    Judged from ``best.pt`` itself (what ``summarize`` scores), not from the resume state,
+    so a fold trained elsewhere (Modal, a GPU machine) counts once its checkpoint is copied in.
+    """
+    best = run_dir / "best.pt"
+    if not best.is_file():
         return False
-    state = torch.load(last, map_location="cpu", weights_only=True)
-    return state["epoch"] >= state["metadata"]["epochs"]
+    metadata = torch.load(best, map_location="cpu", weights_only=True)["metadata"]
+    return metadata.get("epochs_trained", 0) >= metadata.get("epochs", float("inf"))
 
 
 def run(base: TrainConfig, out_dir: Path, folds: list[int]) -> None:
@@ -102,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     run_parser.add_argument("--folds", type=int, nargs="+", default=list(FOLDS))
     run_parser.add_argument("--seed", type=int, default=0)
+    run_parser.add_argument("--model-size", default="default", choices=sorted(MODEL_SIZES))
     summary_parser = sub.add_parser("summarize", help="evaluate finished folds, update a metrics file")
     summary_parser.add_argument("--metrics", type=Path, help="metrics JSON to add the 'cv' entry to")
     for sub_parser in (run_parser, summary_parser):
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         base = TrainConfig(data_dir=args.data_dir, out_dir=str(args.out), epochs=args.epochs, seed=args.seed,
-                           cache_dir=str(args.out / "cache"))  # fmt: skip
+                           model=model_config(args.model_size), cache_dir=str(args.out / "cache"))  # fmt: skip
         run(base, args.out, args.folds)
         return 0
     try:

@@ -35,6 +35,22 @@ from audiocnn.model import AudioCNN, ModelConfig
 from .augment import AugmentConfig, augment_batch
 from .data import cached_logmels, class_names_from_metadata, read_metadata, select_folds
 
+MODEL_SIZES = {
+    "small": ModelConfig(stem_channels=32, widths=(32, 64, 128, 256)),
+    "default": ModelConfig(stem_channels=64, widths=(64, 128, 256, 512)),
+    "fullres": ModelConfig(stem_channels=64, widths=(64, 128, 256, 512), stem_pool=False),
+    "resnet18": ModelConfig(),
+    "resnet34": ModelConfig(blocks=(3, 4, 6, 3)),
+}
+"""Named architectures for the command lines. ``default`` is the shipped model's; ``fullres`` is
+it without the stem max-pool (twice the resolution in every stage, about twice the compute)."""
+
+
+def model_config(size: str) -> ModelConfig:
+    if size not in MODEL_SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose from {sorted(MODEL_SIZES)}")
+    return MODEL_SIZES[size]
+
 
 @dataclass
 class TrainConfig:
@@ -51,7 +67,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     cache_dir: str | None = None
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(stem_channels=64, widths=(64, 128, 256, 512)))
+    model: ModelConfig = field(default_factory=lambda: MODEL_SIZES["default"])
     features: FeatureConfig = field(default_factory=FeatureConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     threads: int | None = None

@@ -16,8 +16,7 @@ if __package__ in (None, ""):  # `modal run training/train.py` imports this file
 
 import modal
 
-from audiocnn.model import ModelConfig
-from training.loop import TrainConfig, train
+from training.loop import MODEL_SIZES, TrainConfig, model_config, train
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REMOTE_DATA = "/data/esc50"
@@ -37,19 +36,6 @@ image = (
     .uv_pip_install(requirements=[str(PROJECT_ROOT / "requirements.txt")])
     .add_local_python_source("audiocnn", "training")
 )
-
-
-def model_config(size: str) -> ModelConfig:
-    """Named model sizes; ``default`` is the shipped model's architecture."""
-    sizes = {
-        "small": ModelConfig(stem_channels=32, widths=(32, 64, 128, 256)),
-        "default": TrainConfig(data_dir="", out_dir="").model,
-        "resnet18": ModelConfig(),
-        "resnet34": ModelConfig(blocks=(3, 4, 6, 3)),
-    }
-    if size not in sizes:
-        raise ValueError(f"unknown model size {size!r}; choose from {sorted(sizes)}")
-    return sizes[size]
 
 
 @app.function(image=image, gpu="L4", volumes={VOLUME_PATH: volume}, timeout=4 * 3600)
@@ -101,7 +87,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--model-size", default="default", choices=["small", "default", "resnet18", "resnet34"])
+    parser.add_argument("--model-size", default="default", choices=sorted(MODEL_SIZES),
+                        help="named architecture (training.loop.MODEL_SIZES)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--cache-dir", default=None, help="log-mel cache folder (default: <out>/cache)")
