@@ -60,10 +60,9 @@ columns = st.columns(3)
 columns[0].metric("Accuracy", f"{metrics['accuracy']:.1%}")
 columns[1].metric("Clips", f"{metrics['num_clips']:,}")
 columns[2].metric("Folds", ", ".join(map(str, metrics["folds"])))
-cv = metrics.get("cv")
-if cv and cv.get("mean") is not None:
-    folds = ", ".join(map(str, cv.get("folds", {})))
-    st.caption(f"Cross-validation mean accuracy: {cv['mean']:.1%} over folds {folds}.")
+cross_validation = components.cv_summary(metrics.get("cv"))
+if cross_validation:
+    st.caption(cross_validation)
 views = metrics.get("views", 1)
 scoring = f"probabilities averaged over {views} time-rolled views per clip" if views > 1 else "one view per clip"
 match = "as this app predicts" if views == model.views else f"this app averages {model.views}"

@@ -292,6 +292,7 @@ def test_model_page_with_metrics(monkeypatch, tmp_path, predictor):
         "accuracy": float(np.trace(confusion) / confusion.sum()),
         "per_class": {n: float(confusion[i, i] / confusion[i].sum()) for i, n in enumerate(names)},
         "confusion": confusion.tolist(), "class_names": names, "history": [],
+        "cv": {"folds": {"1": 0.845, "5": 0.8075}, "mean": 0.82625, "std": 0.01875, "complete": False},
     }  # fmt: skip
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps(metrics))
@@ -301,8 +302,20 @@ def test_model_page_with_metrics(monkeypatch, tmp_path, predictor):
     check_clean(at)
     shown = {m.label: m.value for m in at.metric}
     assert shown["Accuracy"] == f"{metrics['accuracy']:.1%}"
+    assert any(c.value == "Cross-validation so far (2 of 5 folds) of this recipe, each fold held out by its own "
+               "model: mean 82.6% ± 1.9% (fold 1 84.5%, fold 5 80.8%)." for c in at.caption)  # fmt: skip
     pairs = at.dataframe[-1].value
     assert len(pairs) == 1 and pairs["clips"].iloc[0] == 2
     at.selectbox(key="confusion_category").set_value("Animals").run()
     at.toggle(key="confusion_normalise").set_value(False).run()
     check_clean(at)
+
+
+def test_cv_summary_of_a_complete_cross_validation_and_of_none():
+    from ui.components import cv_summary
+
+    cv = {"folds": {str(f): a for f, a in zip(range(1, 6), (0.8, 0.8, 0.8, 0.8, 0.9))}, "mean": 0.82,
+          "std": 0.04, "complete": True}  # fmt: skip
+    assert cv_summary(cv).startswith("5-fold cross-validation of this recipe") and "fold 5 90.0%" in cv_summary(cv)
+    assert cv_summary(None) is None
+    assert cv_summary({"folds": {}, "mean": None, "std": None, "complete": False, "recipe": None}) is None

@@ -28,6 +28,18 @@ def clip_caption(clip: state.Clip) -> str:
     return " · ".join(parts)
 
 
+def cv_summary(cv: dict | None) -> str | None:
+    """The recipe's cross-validation in one line: the mean says how the recipe generalises, the
+    per-fold figures how much that depends on which clips are held out (fold 5 alone can mislead)."""
+    if not cv or cv.get("mean") is None:
+        return None
+    folds = cv.get("folds") or {}
+    scope = "5-fold cross-validation" if cv.get("complete") else f"Cross-validation so far ({len(folds)} of 5 folds)"
+    spread = f" ± {cv['std']:.1%}" if cv.get("std") is not None and len(folds) > 1 else ""
+    per_fold = ", ".join(f"fold {fold} {accuracy:.1%}" for fold, accuracy in folds.items())
+    return f"{scope} of this recipe, each fold held out by its own model: mean {cv['mean']:.1%}{spread} ({per_fold})."
+
+
 def require_clip() -> state.Clip:
     """The current clip, or a pointer to the Analyze page (and the page stops)."""
     clip = state.current_clip()
