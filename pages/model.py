@@ -20,10 +20,11 @@ columns[0].metric("Parameters", f"{count_parameters(model.model):,}")
 columns[1].metric("Input (mels × frames)", f"{config.n_mels} × {config.num_frames}")
 columns[2].metric("Window", f"{config.clip_seconds:g} s at {config.sample_rate} Hz")
 columns[3].metric("Classes", len(model.class_names))
+stem = "a 7×7 stem with max-pool" if model.model_config.stem_pool else "a 7×7 stem without max-pool"
 st.caption(
     f"ResNet-style CNN over log-mel spectrograms (n_fft {config.n_fft}, hop {config.hop_length}, "
     f"{config.f_min:g}–{config.f_max:g} Hz, dB floor {config.top_db:g} dB below the clip's peak): input batch-norm, "
-    f"a 7×7 stem with max-pool, {len(model.model_config.widths)} stages of residual blocks, "
+    f"{stem}, {len(model.model_config.widths)} stages of residual blocks, "
     f"{POOLINGS[model.model_config.pooling]} and a linear head."
 )
 with st.expander("Every layer: output shape and parameters", expanded=False):

@@ -12,12 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import streamlit as st
+import torch
 from conftest import ROOT, audio_bytes, tone
 from streamlit.testing.v1 import AppTest
 
 from audiocnn.audio import load_audio
+from audiocnn.checkpoint import save_checkpoint
+from audiocnn.features import FeatureConfig
 from audiocnn.inference import Predictor
-from audiocnn.labels import class_info
+from audiocnn.labels import CLASS_NAMES, class_info
+from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.samples import list_samples
 
 TIMEOUT = 120  # seconds per script run: the first one loads the model (AppTest's default is 3 s)
@@ -319,3 +324,28 @@ def test_cv_summary_of_a_complete_cross_validation_and_of_none():
     assert cv_summary(cv).startswith("5-fold cross-validation of this recipe") and "fold 5 90.0%" in cv_summary(cv)
     assert cv_summary(None) is None
     assert cv_summary({"folds": {}, "mean": None, "std": None, "complete": False, "recipe": None}) is None
+
+
+def test_every_page_serves_a_model_without_stem_pool(monkeypatch, tmp_path, sample):
+    """The ``fullres`` architecture (no stem max-pool) must work in the app before one is shipped."""
+    import ui.resources
+
+    config = ModelConfig(stem_channels=16, widths=(16, 32, 32, 64), blocks=(1, 1, 1, 1), stem_pool=False)
+    path = tmp_path / "fullres.pt"
+    torch.manual_seed(0)
+    save_checkpoint(path, AudioCNN(config).eval(), FeatureConfig(), list(CLASS_NAMES))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    monkeypatch.setattr(ui.resources, "_load_predictor", lambda: Predictor.from_checkpoint(path))
+    try:
+        at = upload(new_app(), sample.path.name, sample.path.read_bytes(), "audio/flac")
+        check_clean(at)
+        at.switch_page("pages/layers.py").run()
+        at.radio(key="layers_stage").set_value("stem").run()
+        check_clean(at)
+        at.switch_page("pages/model.py").run()
+        check_clean(at)
+        assert any("a 7×7 stem without max-pool" in c.value for c in at.caption)
+    finally:
+        st.cache_resource.clear()
+        st.cache_data.clear()

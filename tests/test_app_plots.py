@@ -29,8 +29,9 @@ from ui.plots import (
 from ui.sample_index import build_sample_index
 
 
-def test_strides_match_the_real_activation_shapes():
-    model = AudioCNN(ModelConfig()).eval()
+@pytest.mark.parametrize("stem_pool", [True, False], ids=["stem-pool", "no-stem-pool"])
+def test_strides_match_the_real_activation_shapes(stem_pool):
+    model = AudioCNN(ModelConfig(stem_pool=stem_pool)).eval()
     config = FeatureConfig()
     with torch.no_grad():
         _, activations = model(torch.zeros(1, 1, config.n_mels, config.num_frames), return_activations=True)
@@ -38,6 +39,7 @@ def test_strides_match_the_real_activation_shapes():
         height, width = activations[node].shape[2:]
         assert height == -(-config.n_mels // sf), node
         assert width == -(-config.num_frames // st), node
+    assert node_strides(model)["layer4"] == ((32, 32) if stem_pool else (16, 16))
 
 
 def test_map_axes_trace_cells_back_to_seconds_and_hz():

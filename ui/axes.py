@@ -73,7 +73,7 @@ def node_strides(model: AudioCNN) -> dict[str, tuple[int, int]]:
     """Total (frequency, time) stride of every browsable node, read from the modules themselves."""
     conv, _, _, pool = model.stem
     conv_stride = _pair(conv.stride)
-    pool_stride = _pair(pool.stride)
+    pool_stride = _pair(getattr(pool, "stride", 1))  # an identity when the model has no stem pool
     total = (conv_stride[0] * pool_stride[0], conv_stride[1] * pool_stride[1])
     strides = {"stem.conv": conv_stride, "stem.bn": conv_stride, "stem.relu": conv_stride, "stem": total}
     tree = activation_tree(model.config)
