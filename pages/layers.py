@@ -20,6 +20,7 @@ MEANINGS = {
     "relu": "after ReLU (non-negative: zeros are switched-off units)",
     "relu1": "after ReLU (non-negative: zeros are switched-off units)",
     "pool": "after 3×3 max-pool, the stem's output (non-negative)",
+    "stem out": "the stem's output, unpooled: the same values as relu (non-negative)",
     "shortcut": "the residual path (identity, or a 1×1 projection when the shape changes; signed)",
     "out": "block output: ReLU(bn2 + shortcut) (non-negative)",
 }
@@ -45,14 +46,14 @@ stored_stage = stored.split(".")[0]
 stored_block = next(b for b, names in tree[stored_stage].items() if stored in names)
 st.session_state.setdefault("layers_stage", stored_stage)
 st.session_state.setdefault("layers_block", stored_block)
-st.session_state.setdefault("layers_sub", short_name(stored))
+st.session_state.setdefault("layers_sub", short_name(stored, model.model_config.stem_pool))
 
 stage = st.radio("Stage", list(tree), horizontal=True, key="layers_stage")
 blocks = list(tree[stage])
 if st.session_state["layers_block"] not in blocks:
     st.session_state["layers_block"] = blocks[0]
 block = st.radio("Residual block", blocks, horizontal=True, key="layers_block", format_func=lambda b: b.split(".")[-1])
-nodes = {short_name(node): node for node in tree[stage][block]}
+nodes = {short_name(node, model.model_config.stem_pool): node for node in tree[stage][block]}
 if st.session_state["layers_sub"] not in nodes:
     st.session_state["layers_sub"] = next(iter(nodes))
 sub = st.radio("Sub-layer", list(nodes), horizontal=True, key="layers_sub")

@@ -62,6 +62,7 @@ def test_node_names_and_kinds():
     assert is_nonnegative("stem") and is_nonnegative("layer2.block0.relu1") and is_nonnegative("layer1.block1.out")
     assert not is_nonnegative("layer2.block0.bn2") and not is_nonnegative("layer3.block0.shortcut")
     assert short_name("stem") == "pool" and short_name("layer1.block0.conv2") == "conv2"
+    assert short_name("stem", stem_pool=False) == "stem out"
 
 
 def test_stats_and_ranking():

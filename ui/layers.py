@@ -21,10 +21,11 @@ def browsable_nodes(config: ModelConfig) -> list[str]:
     return [node for blocks in activation_tree(config).values() for names in blocks.values() for node in names]
 
 
-def short_name(node: str) -> str:
-    """``layer2.block0.conv1`` -> ``conv1``; the stem's pooled output reads ``pool``."""
+def short_name(node: str, stem_pool: bool = True) -> str:
+    """``layer2.block0.conv1`` -> ``conv1``; the stem's output reads ``pool`` (``stem out`` when the
+    model has no stem pool, where it equals ``relu``)."""
     if node == "stem":
-        return "pool"
+        return "pool" if stem_pool else "stem out"
     return node.rsplit(".", 1)[-1]
 
 
