@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from audiocnn.checkpoint import read_payload
 from audiocnn.inference import Predictor
 
 from .data import read_metadata, select_folds
@@ -42,6 +42,11 @@ def fold_config(base: TrainConfig, test_fold: int, out_dir: Path) -> TrainConfig
     )  # fmt: skip
 
 
+def schedule_done(metadata: dict[str, Any]) -> bool:
+    """Whether a checkpoint's training record shows its whole schedule trained."""
+    return metadata.get("epochs_trained", 0) >= metadata.get("epochs", float("inf"))
+
+
 def fold_finished(run_dir: Path) -> bool:
     """Whether the fold's served checkpoint completed its schedule.
 
@@ -49,10 +54,7 @@ def fold_finished(run_dir: Path) -> bool:
     so a fold trained elsewhere (Modal, a GPU machine) counts once its checkpoint is copied in.
     """
     best = run_dir / "best.pt"
-    if not best.is_file():
-        return False
-    metadata = torch.load(best, map_location="cpu", weights_only=True)["metadata"]
-    return metadata.get("epochs_trained", 0) >= metadata.get("epochs", float("inf"))
+    return best.is_file() and schedule_done(read_payload(best)["metadata"])
 
 
 def run(base: TrainConfig, out_dir: Path, folds: list[int]) -> None:
@@ -75,10 +77,12 @@ def summarize(out_dir: Path, data_dir: str) -> dict[str, Any]:
     accuracies: dict[str, float] = {}
     recipe: dict[str, Any] | None = None
     for fold in FOLDS:
-        run_dir = out_dir / f"fold{fold}"
-        if not fold_finished(run_dir):
+        best = out_dir / f"fold{fold}" / "best.pt"
+        if not best.is_file():
             continue
-        predictor = Predictor.from_checkpoint(run_dir / "best.pt")
+        predictor = Predictor.from_checkpoint(best)
+        if not schedule_done(predictor.checkpoint.metadata):
+            continue
         saved = comparable_recipe(predictor.checkpoint.metadata.get("recipe", {}))
         fold_recipe = {key: saved.get(key) for key in RECIPE_KEYS}
         if recipe is None:

@@ -17,7 +17,7 @@ import random
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,11 @@ from audiocnn.model import AudioCNN, ModelConfig
 from .augment import AugmentConfig, augment_batch
 from .data import cached_logmels, class_names_from_metadata, read_metadata, select_folds
 
+_DEFAULT_MODEL = ModelConfig(stem_channels=64, widths=(64, 128, 256, 512))
 MODEL_SIZES = {
     "small": ModelConfig(stem_channels=32, widths=(32, 64, 128, 256)),
-    "default": ModelConfig(stem_channels=64, widths=(64, 128, 256, 512)),
-    "fullres": ModelConfig(stem_channels=64, widths=(64, 128, 256, 512), stem_pool=False),
+    "default": _DEFAULT_MODEL,
+    "fullres": replace(_DEFAULT_MODEL, stem_pool=False),
     "resnet18": ModelConfig(),
     "resnet34": ModelConfig(blocks=(3, 4, 6, 3)),
 }
