@@ -58,9 +58,13 @@ def cams_from_forward(
 
 
 def cam_from_gradients(activation: torch.Tensor, gradient: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """One Grad-CAM map from a layer's activation and the class score's gradient on it."""
-    weights = gradient.mean(dim=(2, 3), keepdim=True)
-    cam = torch.relu((weights * activation).sum(dim=1, keepdim=True)).detach().float()
+    """One Grad-CAM map from a layer's activation and the class score's gradient on it.
+
+    Summed in fp32 whatever the network ran in: a bf16 sum over 512 channels would round away
+    the weaker regions of the map.
+    """
+    weights = gradient.detach().float().mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * activation.detach().float()).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[0, 0]
     peak = cam.max()
     cam = cam / peak if peak > 0 else torch.zeros_like(cam)

@@ -62,7 +62,7 @@ def measure(predictor: Predictor, clips: list[SampleClip], plan: Plan) -> dict[s
 
     def forward() -> None:
         with torch.inference_mode():
-            predictor.model(features)
+            predictor.forward(features)
 
     batch = slow(lambda: predict_files(predictor, paths, top_k=5))
     return {

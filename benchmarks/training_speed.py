@@ -27,10 +27,11 @@ from torch.utils.data import DataLoader, Dataset
 from audiocnn.audio import fit_to_length
 from audiocnn.features import FeatureConfig, LogMel
 from audiocnn.model import AudioCNN, ModelConfig
+from audiocnn.precision import bf16_pays_off
 from audiocnn.samples import SampleClip
 from training.augment import augment_batch
 from training.data import Clip, compute_logmels, read_metadata, select_folds
-from training.loop import TrainConfig, bf16_supported, build_optimizer
+from training.loop import TrainConfig, build_optimizer
 
 from .plan import Plan
 
@@ -141,7 +142,7 @@ def measure(
     cache_seconds = time.perf_counter() - start
     targets = torch.tensor([c.target for c in clips])
     project = Trainer(model_config, cached_batches(features, targets, plan.train_batch, seed),
-                      autocast=bf16_supported(torch.device("cpu")), channels_last=True, seed=seed)  # fmt: skip
+                      autocast=bf16_pays_off(torch.device("cpu")), channels_last=True, seed=seed)  # fmt: skip
     naive = Trainer(model_config, naive_batches(clips, config, plan.train_batch, seed),
                     autocast=False, channels_last=False, seed=seed)  # fmt: skip
     for step in range(plan.train_warmup + plan.train_steps):

@@ -61,7 +61,7 @@ def test_prediction_averages_time_rolled_views(tiny_checkpoint):
     frames = features.shape[-1]
     with torch.no_grad():
         def probs(shift):
-            return torch.softmax(single.model(torch.roll(features, shift, dims=-1)), dim=1)[0].numpy()
+            return torch.softmax(single.forward(torch.roll(features, shift, dims=-1)), dim=1)[0].numpy()
 
         np.testing.assert_allclose(single.predict(clip).probabilities, probs(0), atol=1e-6)
         np.testing.assert_allclose(double.predict(clip).probabilities, (probs(0) + probs(frames // 2)) / 2, atol=1e-6)

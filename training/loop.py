@@ -31,6 +31,7 @@ import audiocnn
 from audiocnn.checkpoint import checkpoint_payload, save_checkpoint
 from audiocnn.features import FeatureConfig
 from audiocnn.model import AudioCNN, ModelConfig
+from audiocnn.precision import bf16_pays_off
 
 from .augment import AugmentConfig, augment_batch
 from .data import cached_logmels, class_names_from_metadata, read_metadata, select_folds
@@ -94,13 +95,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """bf16 autocast pays off on CUDA and on CPUs with native bf16/AMX or AVX-512 support."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def code_version() -> str:
@@ -179,7 +173,7 @@ def train(
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
-    autocast = bf16_supported(device)
+    autocast = bf16_pays_off(device)
 
     class_names = class_names_from_metadata(read_metadata(config.data_dir))
     if len(class_names) != config.model.num_classes:

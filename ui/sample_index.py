@@ -44,10 +44,10 @@ def build_sample_index(
         batch = clips[start : start + BATCH]
         features = predictor.logmel([predictor.load(clip.path) for clip in batch])
         with torch.inference_mode():
-            logits, activations = predictor.model(features, return_activations=True)
+            logits, activations = predictor.forward(features, return_activations=True)
         probabilities.append(torch.softmax(logits, dim=1).numpy())
         for node in nodes:
-            means[node].append(activations[node].mean(dim=(2, 3)).numpy())
+            means[node].append(activations[node].float().mean(dim=(2, 3)).numpy())
         if progress is not None:
             progress(min(1.0, (start + len(batch)) / len(clips)))
     return SampleIndex(
