@@ -32,6 +32,13 @@ def test_shipped_checkpoint_is_self_describing_and_never_saw_fold_5(shipped_chec
     assert shipped_checkpoint.stat().st_size < 50e6
 
 
+def test_a_plain_training_run_builds_the_shipped_architecture(shipped_checkpoint: Path) -> None:
+    from training.loop import SHIPPED_MODEL_SIZE, TrainConfig, model_config
+
+    shipped = load_checkpoint(shipped_checkpoint).model_config
+    assert shipped == model_config(SHIPPED_MODEL_SIZE) == TrainConfig(data_dir="d", out_dir="o").model
+
+
 def test_bundled_samples_are_two_per_class_from_fold_5() -> None:
     samples = list_samples()
     assert len(samples) == 100

@@ -163,7 +163,8 @@ def test_class_count_must_match_the_dataset(tiny_esc50, tmp_path, cache):
 def test_command_line_options():
     config, resume = parse_args(["--data-dir", "d", "--out", "o"])
     assert not resume and config.cache_dir == str(Path("o") / "cache") and config.epochs == TrainConfig.epochs == 300
-    assert config.model == TrainConfig(data_dir="", out_dir="").model == model_config("default")
+    assert config.model == TrainConfig(data_dir="", out_dir="").model == model_config("fullres")
+    assert not config.model.stem_pool, "a plain run retrains the shipped architecture"
     assert config.train_folds == (1, 2, 3, 4) and config.val_folds == () and config.test_folds == (5,)
     argv = ["--data-dir", "d", "--out", "o", "--no-cache", "--resume", "--epochs", "3", "--model-size", "small",
             "--val-folds", "4", "--train-folds", "1", "2", "3"]  # fmt: skip
@@ -172,5 +173,5 @@ def test_command_line_options():
     assert config.model == model_config("small") and config.val_folds == (4,) and config.train_folds == (1, 2, 3)
     with pytest.raises(ValueError, match="unknown model size"):
         model_config("huge")
-    config, _ = parse_args(["--data-dir", "d", "--out", "o", "--model-size", "fullres"])
-    assert config.model == ModelConfig(**{**model_config("default").to_dict(), "stem_pool": False})
+    config, _ = parse_args(["--data-dir", "d", "--out", "o", "--model-size", "resnet18"])
+    assert config.model == ModelConfig(**{**model_config("fullres").to_dict(), "stem_pool": True})

@@ -22,7 +22,7 @@ from audiocnn.inference import Predictor
 
 from .data import read_metadata, select_folds
 from .evaluate import evaluate
-from .loop import MODEL_SIZES, RESUME_FIXED, TrainConfig, comparable_recipe, model_config, train
+from .loop import MODEL_SIZES, RESUME_FIXED, SHIPPED_MODEL_SIZE, TrainConfig, comparable_recipe, model_config, train
 
 FOLDS = (1, 2, 3, 4, 5)
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     run_parser.add_argument("--folds", type=int, nargs="+", default=list(FOLDS))
     run_parser.add_argument("--seed", type=int, default=0)
-    run_parser.add_argument("--model-size", default="default", choices=sorted(MODEL_SIZES))
+    run_parser.add_argument("--model-size", default=SHIPPED_MODEL_SIZE, choices=sorted(MODEL_SIZES))
     summary_parser = sub.add_parser("summarize", help="evaluate finished folds, update a metrics file")
     summary_parser.add_argument("--metrics", type=Path, help="metrics JSON to add the 'cv' entry to")
     for sub_parser in (run_parser, summary_parser):

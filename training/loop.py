@@ -36,16 +36,19 @@ from audiocnn.precision import bf16_pays_off
 from .augment import AugmentConfig, augment_batch
 from .data import cached_logmels, class_names_from_metadata, read_metadata, select_folds
 
-_DEFAULT_MODEL = ModelConfig(stem_channels=64, widths=(64, 128, 256, 512))
 MODEL_SIZES = {
     "small": ModelConfig(stem_channels=32, widths=(32, 64, 128, 256)),
-    "default": _DEFAULT_MODEL,
-    "fullres": replace(_DEFAULT_MODEL, stem_pool=False),
     "resnet18": ModelConfig(),
+    "fullres": replace(ModelConfig(), stem_pool=False),
     "resnet34": ModelConfig(blocks=(3, 4, 6, 3)),
 }
-"""Named architectures for the command lines. ``default`` is the shipped model's; ``fullres`` is
-it without the stem max-pool (twice the resolution in every stage, about twice the compute)."""
+"""Named architectures for the command lines. ``fullres`` is ``resnet18`` without the stem
+max-pool: every stage at twice the time and frequency resolution, for about twice the inference
+time; 1.9 points better on the validation split, it is the shipped model's."""
+
+SHIPPED_MODEL_SIZE = "fullres"
+"""The architecture every training command uses unless told otherwise, so that a plain run
+retrains the shipped model."""
 
 
 def model_config(size: str) -> ModelConfig:
@@ -69,7 +72,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     cache_dir: str | None = None
-    model: ModelConfig = field(default_factory=lambda: MODEL_SIZES["default"])
+    model: ModelConfig = field(default_factory=lambda: MODEL_SIZES[SHIPPED_MODEL_SIZE])
     features: FeatureConfig = field(default_factory=FeatureConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     threads: int | None = None

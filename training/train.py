@@ -16,7 +16,7 @@ if __package__ in (None, ""):  # `modal run training/train.py` imports this file
 
 import modal
 
-from training.loop import MODEL_SIZES, TrainConfig, model_config, train
+from training.loop import MODEL_SIZES, SHIPPED_MODEL_SIZE, TrainConfig, model_config, train
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REMOTE_DATA = "/data/esc50"
@@ -54,7 +54,7 @@ def modal_main(
     lr: float = 2e-3,
     test_fold: int = 5,
     val_fold: int = 0,
-    model_size: str = "default",
+    model_size: str = SHIPPED_MODEL_SIZE,
     seed: int = 0,
     run_name: str = "default",
     cv: bool = False,
@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--model-size", default="default", choices=sorted(MODEL_SIZES),
+    parser.add_argument("--model-size", default=SHIPPED_MODEL_SIZE, choices=sorted(MODEL_SIZES),
                         help="named architecture (training.loop.MODEL_SIZES)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
