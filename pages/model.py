@@ -35,7 +35,7 @@ history = metadata.get("history") or []
 facts = {
     "epochs trained": metadata.get("epochs_trained"),
     "selected epoch": metadata.get("selected_epoch"), "train folds": metadata.get("train_folds"),
-    "test folds": metadata.get("test_folds"), "device": metadata.get("device"),
+    "test folds": metadata.get("test_folds"), "device": metadata.get("devices") or metadata.get("device"),
 }  # fmt: skip
 st.caption(" · ".join(f"{key}: {value}" for key, value in facts.items() if value not in (None, "", [])))
 if isinstance(metadata.get("recipe"), dict):

@@ -15,7 +15,7 @@ from audiocnn.checkpoint import load_checkpoint
 from audiocnn.features import FeatureConfig
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import ModelConfig
-from training.loop import TrainConfig, model_config, train
+from training.loop import TrainConfig, device_spans, model_config, train
 from training.train import parse_args
 
 FEATURES = FeatureConfig(clip_seconds=1.0, n_mels=32)
@@ -61,9 +61,11 @@ def test_run_writes_checkpoints_logs_and_history(finished_run):
     for record in history:
         assert {"train_loss", "train_accuracy", "lr", "samples_per_second", "val_loss", "val_accuracy"} <= set(record)
         assert 0 <= record["val_accuracy"] <= 1 and record["train_loss"] > 0
+        assert record["device"] == meta["device"] and record["device"].startswith("cpu (")
     last = torch.load(finished_run / "last.pt", weights_only=True)
     assert last["epoch"] == 2 and last["history"] == history
     assert load_checkpoint(finished_run / "last.pt").metadata["epochs_trained"] == 2  # also a servable checkpoint
+    assert load_checkpoint(finished_run / "last.pt").metadata["devices"] == f"{meta['device']}: epochs 1-2"
     events = list((finished_run / "tensorboard").glob("events.out.tfevents.*"))
     assert events and sum(e.stat().st_size for e in events) > 200
 
@@ -175,3 +177,12 @@ def test_command_line_options():
         model_config("huge")
     config, _ = parse_args(["--data-dir", "d", "--out", "o", "--model-size", "resnet18"])
     assert config.model == ModelConfig(**{**model_config("fullres").to_dict(), "stem_pool": True})
+
+
+def test_device_spans_say_which_machine_trained_which_epochs():
+    history = [{"epoch": 1}, *({"epoch": e, "device": "cpu (x86_64)"} for e in (2, 3, 4, 9, 10)),
+               *({"epoch": e, "device": "cuda (NVIDIA H100)"} for e in (5, 6, 7, 8))]  # fmt: skip
+    history.sort(key=lambda record: record["epoch"])
+    assert device_spans(history) == "cpu (x86_64): epochs 2-4, 9-10; cuda (NVIDIA H100): epochs 5-8"
+    assert device_spans([{"epoch": 1, "device": "cpu (arm64)"}]) == "cpu (arm64): epochs 1"
+    assert device_spans([{"epoch": 1}]) == ""

@@ -29,7 +29,7 @@ BATCH_SIZE = 32
 
 TRAINING_FIELDS = (
     "epochs", "epochs_trained", "selected_epoch", "seed", "train_folds", "val_folds", "test_folds",
-    "selection", "training_seconds", "code_version", "device",
+    "selection", "training_seconds", "code_version", "device", "devices",
 )  # fmt: skip
 """Checkpoint metadata copied into the metrics so a reader knows what produced the model."""
 

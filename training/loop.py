@@ -100,6 +100,34 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def device_label(device: torch.device) -> str:
+    """What a run trains on, for its record: the GPU's name, or the CPU's architecture."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({platform.processor() or platform.machine()})"
+
+
+def device_spans(history: list[dict[str, Any]]) -> str:
+    """Which device trained which epochs, e.g. ``cpu (x86_64): epochs 1-6, 95-300; cuda (NVIDIA H100): epochs 7-94``.
+
+    A run resumed with ``--resume`` can move between machines, so one device per run would
+    misstate where it trained. Epochs saved before devices were recorded are left out.
+    """
+    spans: dict[str, list[list[int]]] = {}
+    for record in history:
+        if "device" not in record:
+            continue
+        runs = spans.setdefault(record["device"], [])
+        if runs and runs[-1][1] == record["epoch"] - 1:
+            runs[-1][1] = record["epoch"]
+        else:
+            runs.append([record["epoch"], record["epoch"]])
+    return "; ".join(
+        f"{device}: epochs " + ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)
+        for device, runs in spans.items()
+    )
+
+
 def code_version() -> str:
     try:
         sha = subprocess.run(
@@ -216,7 +244,7 @@ def train(
         "test_folds": list(config.test_folds),
         "seed": config.seed,
         "code_version": code_version(),
-        "device": f"{device.type} ({platform.processor() or platform.machine()})",
+        "device": device_label(device),
         "bf16_autocast": autocast,
         "selection": "best validation accuracy" if config.val_folds else "final epoch of a fixed schedule",
     }
@@ -250,19 +278,21 @@ def train(
             "train_accuracy": total_correct / seen,
             "lr": scheduler.get_last_lr()[0],
             "samples_per_second": seen / (time.time() - epoch_start),
+            "device": metadata_base["device"],
         }
         if x_val is not None:
             record["val_loss"], record["val_accuracy"] = evaluate_logmels(model, x_val, y_val, device, autocast)
         history.append(record)
-        for key, value in record.items():
-            if key != "epoch":
-                writer.add_scalar(key.replace("_", "/", 1) if "_" in key else key, value, epoch + 1)
+        scalars = {key: value for key, value in record.items() if key not in ("epoch", "device")}
+        for key, value in scalars.items():
+            writer.add_scalar(key.replace("_", "/", 1) if "_" in key else key, value, epoch + 1)
         writer.flush()
         score = record.get("val_accuracy", float(epoch + 1))  # no validation: the latest epoch wins
-        summary = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch")
+        summary = " ".join(f"{k}={v:.4g}" for k, v in scalars.items())
         print(f"epoch {epoch + 1}/{config.epochs} {summary}", flush=True)
         metadata = {**metadata_base, "epochs_trained": epoch + 1, "epochs": config.epochs,
-                    "training_seconds": time.time() - started, "history": history}  # fmt: skip
+                    "training_seconds": time.time() - started, "history": history,
+                    "devices": device_spans(history)}  # fmt: skip
         if score > best_score:
             best_score = score
             save_checkpoint(out / "best.pt", model, config.features, class_names,
