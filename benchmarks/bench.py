@@ -68,7 +68,7 @@ def format_text(report: dict[str, Any]) -> str:
         f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
         f"load average {m['load_average_1min']} -> {m['load_average_1min_end']}"
         + ("  [--quick: figures not meaningful]" if report["quick"] else ""),
-        f"checkpoint: {report['checkpoint']}",
+        f"checkpoint: {report['checkpoint']} (inference in {inf['precision']})",
         "",
         f"prediction, 5 s clip         {inf['predict_5s_ms']['median']:8.1f} ms  (decode+resample "
         f"{stages['decode_resample']:.1f}, log-mel {stages['logmel']:.1f}, forward {stages['forward']:.1f})",

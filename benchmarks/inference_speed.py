@@ -79,4 +79,5 @@ def measure(predictor: Predictor, clips: list[SampleClip], plan: Plan) -> dict[s
         "timeline_windows": len(predictor.timeline(predictor.load(long)).starts),
         "batch_cli_clips": len(paths),
         "batch_cli_clips_per_second": len(paths) / (batch["median"] / 1000),
+        "precision": "bf16" if predictor.bf16 else "fp32",
     }

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import torch
+
+from audiocnn.precision import bf16_pays_off
 from benchmarks import bench
 
 
@@ -19,6 +22,7 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
     assert set(inference["stages_5s_ms"]) == {"decode_resample", "logmel", "forward"}
     assert inference["timeline_windows"] >= 2
     assert inference["batch_cli_clips_per_second"] > 0
+    assert inference["precision"] == ("bf16" if bf16_pays_off(torch.device("cpu")) else "fp32")
 
     training = report["training"]
     for path in ("project", "naive"):
@@ -36,5 +40,5 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
 
     text = bench.format_text(report)
     for phrase in ("prediction, 5 s clip", "full analysis", "upload decode", "timeline", "batch CLI", "naive path",
-                   "speed-up", "per step: fetch", "peak memory", "target"):  # fmt: skip
+                   "speed-up", "per step: fetch", "peak memory", "target", "inference in"):  # fmt: skip
         assert phrase in text
