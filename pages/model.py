@@ -27,6 +27,12 @@ st.caption(
     f"{stem}, {len(model.model_config.widths)} stages of residual blocks, "
     f"{POOLINGS[model.model_config.pooling]} and a linear head."
 )
+st.caption(
+    "Runs here in bf16, which this CPU computes natively: about half the time of fp32 (on the shipped model "
+    "it changes no top class of the 2000 ESC-50 clips)."
+    if model.bf16
+    else "Runs here in fp32 (this CPU has no native bf16)."
+)
 with st.expander("Every layer: output shape and parameters", expanded=False):
     st.dataframe(table, hide_index=True, width="stretch")
 

@@ -23,6 +23,7 @@ from audiocnn.features import FeatureConfig
 from audiocnn.inference import Predictor
 from audiocnn.labels import CLASS_NAMES, class_info
 from audiocnn.model import AudioCNN, ModelConfig
+from audiocnn.precision import bf16_pays_off
 from audiocnn.samples import list_samples
 
 TIMEOUT = 120  # seconds per script run: the first one loads the model (AppTest's default is 3 s)
@@ -284,6 +285,8 @@ def test_model_page_without_metrics(monkeypatch, tmp_path):
     check_clean(at)
     assert "assets/metrics.json is missing" in at.info[-1].value
     assert at.dataframe[0].value["parameters"].sum() > 0
+    precision = "Runs here in bf16" if bf16_pays_off(torch.device("cpu")) else "Runs here in fp32"
+    assert sum(c.value.startswith(precision) for c in at.caption) == 1
 
 
 def test_model_page_with_metrics(monkeypatch, tmp_path, predictor):
