@@ -128,10 +128,68 @@ def test_run_saved_before_a_model_option_existed_still_resumes(finished_run, tmp
     out = Path(shutil.copytree(finished_run, tmp_path / "run"))
     state = torch.load(out / "last.pt", weights_only=True)
     del state["metadata"]["recipe"]["model"]["pooling"]  # as written by the first release
+    del state["metadata"]["recipe"]["ema_decay"]
     torch.save(state, out / "last.pt")
     assert train(tiny_config(tiny_esc50, out, cache), resume=True) == out / "best.pt"
     with pytest.raises(ValueError, match="different settings"):
         train(tiny_config(tiny_esc50, out, cache, model=replace(TINY_MODEL, pooling="time-max")), resume=True)
+
+
+def test_weight_averaging_serves_the_moving_average(tiny_esc50, tmp_path, cache):
+    """With ``ema_decay`` the served weights (and batch-norm statistics) are the average, updated every
+    step; validation reports both, so one run measures what averaging buys."""
+    config = tiny_config(tiny_esc50, tmp_path / "run", cache, val_folds=(), ema_decay=0.9)
+    best = train(config)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    served = load_checkpoint(best).model.state_dict()
+    averaged = {name.removeprefix("module."): value
+                for name, value in last["averaged_model"].items() if name != "n_averaged"}  # fmt: skip
+    assert last["averaged_model"]["n_averaged"].item() == 2 * (150 // 32)  # every step of both epochs
+    assert served.keys() == averaged.keys() == last["state_dict"].keys()
+    for name in served:
+        torch.testing.assert_close(served[name], averaged[name], rtol=0, atol=0, msg=name)
+    differs = [name for name in served if served[name].is_floating_point()
+               and not torch.allclose(served[name], last["state_dict"][name])]  # fmt: skip
+    assert "head.weight" in differs and any(name.endswith("running_mean") for name in differs)
+
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert "raw_val_accuracy" not in history[0]
+    validated = train(replace(config, out_dir=str(tmp_path / "validated"), val_folds=(4,)))
+    record = load_checkpoint(validated).metadata["history"][0]
+    assert 0 <= record["raw_val_accuracy"] <= 1 and 0 <= record["val_accuracy"] <= 1
+
+
+def test_a_tiny_decay_serves_the_last_weights(tiny_esc50, tmp_path, cache):
+    """Decay near 0 makes the average follow the weights step by step: the wiring, not the maths, is tested."""
+    best = train(tiny_config(tiny_esc50, tmp_path / "run", cache, val_folds=(), ema_decay=1e-9))
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["state_dict"]
+    for name, value in load_checkpoint(best).model.state_dict().items():
+        torch.testing.assert_close(value, last[name], rtol=1e-6, atol=1e-6, msg=name)
+
+
+def test_averaged_run_resumes_where_it_stopped(tiny_esc50, tmp_path, cache):
+    config = tiny_config(tiny_esc50, tmp_path / "whole", cache, val_folds=(), ema_decay=0.9)
+    train(config)
+    interrupted = replace(config, out_dir=str(tmp_path / "interrupted"))
+
+    def stop_after_first(record):
+        if record["epoch"] == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(interrupted, on_epoch_end=stop_after_first)
+    train(interrupted, resume=True)
+    resumed = load_checkpoint(tmp_path / "interrupted" / "best.pt").model.state_dict()
+    for name, value in load_checkpoint(tmp_path / "whole" / "best.pt").model.state_dict().items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
+    with pytest.raises(ValueError, match=r"different settings \(ema_decay 0.9 -> 0.0\)"):
+        train(replace(interrupted, ema_decay=0.0), resume=True)
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0, 1.5])
+def test_decay_out_of_range_is_refused(tiny_esc50, tmp_path, cache, decay):
+    with pytest.raises(ValueError, match="ema_decay must be at least 0 and below 1"):
+        train(tiny_config(tiny_esc50, tmp_path / "run", cache, ema_decay=decay))
 
 
 def test_without_resume_a_run_starts_over(finished_run, tmp_path, tiny_esc50, cache):
@@ -173,6 +231,8 @@ def test_command_line_options():
     config, resume = parse_args(argv)
     assert resume and config.cache_dir is None and config.epochs == 3
     assert config.model == model_config("small") and config.val_folds == (4,) and config.train_folds == (1, 2, 3)
+    assert config.ema_decay == 0.0
+    assert parse_args(["--data-dir", "d", "--out", "o", "--ema-decay", "0.999"])[0].ema_decay == 0.999
     with pytest.raises(ValueError, match="unknown model size"):
         model_config("huge")
     config, _ = parse_args(["--data-dir", "d", "--out", "o", "--model-size", "resnet18"])

@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--folds", type=int, nargs="+", default=list(FOLDS))
     run_parser.add_argument("--seed", type=int, default=0)
     run_parser.add_argument("--model-size", default=SHIPPED_MODEL_SIZE, choices=sorted(MODEL_SIZES))
+    run_parser.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay)
     summary_parser = sub.add_parser("summarize", help="evaluate finished folds, update a metrics file")
     summary_parser.add_argument("--metrics", type=Path, help="metrics JSON to add the 'cv' entry to")
     for sub_parser in (run_parser, summary_parser):
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         base = TrainConfig(data_dir=args.data_dir, out_dir=str(args.out), epochs=args.epochs, seed=args.seed,
-                           model=model_config(args.model_size), cache_dir=str(args.out / "cache"))  # fmt: skip
+                           model=model_config(args.model_size), cache_dir=str(args.out / "cache"),
+                           ema_decay=args.ema_decay)  # fmt: skip
         run(base, args.out, args.folds)
         return 0
     try:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -76,6 +77,10 @@ class TrainConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     threads: int | None = None
+    ema_decay: float = 0.0
+    """Serve an exponential moving average of the weights (and batch-norm statistics), updated
+    after every step, instead of the last step's weights; 0 turns it off. The averaged model is
+    what validation scores and ``best.pt`` holds; ``last.pt`` keeps both."""
 
     def describe(self) -> dict[str, Any]:
         """Plain-data form for checkpoint metadata and logs."""
@@ -162,15 +167,23 @@ def _load_split(config: TrainConfig, folds: tuple[int, ...]) -> tuple[torch.Tens
 
 
 RESUME_FIXED = ("train_folds", "val_folds", "test_folds", "epochs", "batch_size", "lr", "weight_decay",
-                "label_smoothing", "seed", "model", "features", "augment")  # fmt: skip
+                "label_smoothing", "seed", "model", "features", "augment", "ema_decay")  # fmt: skip
 """Recipe fields a resumed run must share with the run it continues (paths and device may change)."""
 
 
+RECIPE_OPTIONS_ADDED_LATER = {"ema_decay": 0.0}
+"""Recipe options newer than the first release, with the value that reproduces what runs saved before them did."""
+
+
 def comparable_recipe(saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved recipe with its model settings read through ``ModelConfig``, so a run saved before
-    a model option existed compares equal to one that states that option's default."""
+    """A saved recipe with the options it predates filled in (model settings read through
+    ``ModelConfig``, augmentations through ``AugmentConfig``), so a run saved before an option
+    existed compares equal to one that states that option's default."""
+    saved = {**RECIPE_OPTIONS_ADDED_LATER, **saved}
     if isinstance(saved.get("model"), dict):
-        return {**saved, "model": ModelConfig.from_dict(saved["model"]).to_dict()}
+        saved["model"] = ModelConfig.from_dict(saved["model"]).to_dict()
+    if isinstance(saved.get("augment"), dict):
+        saved["augment"] = {**asdict(AugmentConfig()), **saved["augment"]}
     return saved
 
 
@@ -200,6 +213,8 @@ def train(
         raise ValueError(f"folds {sorted(overlap)} are used for training and for validation/testing")
     if set(config.val_folds) & set(config.test_folds):
         raise ValueError("validation folds must not be test folds: model selection would see the test data")
+    if not 0 <= config.ema_decay < 1:
+        raise ValueError(f"ema_decay must be at least 0 and below 1 (0 turns averaging off), not {config.ema_decay}")
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -214,6 +229,11 @@ def train(
 
     model = AudioCNN(config.model).to(device).to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
+    averaged = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+        if config.ema_decay else None
+    )  # fmt: skip
+    served = averaged.module if averaged is not None else model
     steps_per_epoch = max(1, len(x_train) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.15
@@ -226,6 +246,8 @@ def train(
         state = torch.load(last_path, map_location="cpu", weights_only=True)
         _check_same_recipe(last_path, state["metadata"].get("recipe", {}), config.describe())
         model.load_state_dict(state["state_dict"])
+        if averaged is not None:
+            averaged.load_state_dict(state["averaged_model"])
         optimizer.load_state_dict(state["optimizer"])
         for group in optimizer.param_groups:  # the kernel is build_optimizer's choice, not the saved run's
             group["fused"] = optimizer.defaults["fused"]
@@ -268,6 +290,8 @@ def train(
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             total_loss += loss.item() * len(index)
             total_correct += (logits.argmax(1) == targets.argmax(1)).sum().item()
             seen += len(index)
@@ -281,7 +305,9 @@ def train(
             "device": metadata_base["device"],
         }
         if x_val is not None:
-            record["val_loss"], record["val_accuracy"] = evaluate_logmels(model, x_val, y_val, device, autocast)
+            record["val_loss"], record["val_accuracy"] = evaluate_logmels(served, x_val, y_val, device, autocast)
+            if averaged is not None:  # the same run's raw weights: a paired measure of what averaging buys
+                record["raw_val_accuracy"] = evaluate_logmels(model, x_val, y_val, device, autocast)[1]
         history.append(record)
         scalars = {key: value for key, value in record.items() if key not in ("epoch", "device")}
         for key, value in scalars.items():
@@ -295,7 +321,7 @@ def train(
                     "devices": device_spans(history)}  # fmt: skip
         if score > best_score:
             best_score = score
-            save_checkpoint(out / "best.pt", model, config.features, class_names,
+            save_checkpoint(out / "best.pt", served, config.features, class_names,
                             {**metadata, "selected_epoch": epoch + 1})  # fmt: skip
         state = checkpoint_payload(model, config.features, class_names, metadata)
         state.update(
@@ -303,6 +329,8 @@ def train(
             torch_rng=torch.get_rng_state(), history=history, epoch=epoch + 1, best_score=best_score,
             elapsed=time.time() - started,
         )  # fmt: skip
+        if averaged is not None:
+            state["averaged_model"] = averaged.state_dict()
         torch.save(state, last_path.with_suffix(".tmp"))
         last_path.with_suffix(".tmp").replace(last_path)
         if on_epoch_end is not None:

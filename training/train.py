@@ -56,6 +56,7 @@ def modal_main(
     val_fold: int = 0,
     model_size: str = SHIPPED_MODEL_SIZE,
     seed: int = 0,
+    ema_decay: float = 0.0,
     run_name: str = "default",
     cv: bool = False,
     resume: bool = False,
@@ -70,7 +71,7 @@ def modal_main(
         configs.append(TrainConfig(
             data_dir=REMOTE_DATA, out_dir=f"{VOLUME_PATH}/{run_name}/fold{fold}", train_folds=train_folds,
             val_folds=(val_fold,) if val_fold else (), test_folds=(fold,), epochs=epochs,
-            batch_size=batch_size, lr=lr, seed=seed, model=model_config(model_size),
+            batch_size=batch_size, lr=lr, seed=seed, model=model_config(model_size), ema_decay=ema_decay,
         ))  # fmt: skip
     for path in train_remote.map(configs, kwargs={"resume": resume}):
         print(f"checkpoint saved on volume audiocnn-runs: {path.removeprefix(VOLUME_PATH)}")
@@ -90,6 +91,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     parser.add_argument("--model-size", default=SHIPPED_MODEL_SIZE, choices=sorted(MODEL_SIZES),
                         help="named architecture (training.loop.MODEL_SIZES)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay,
+                        help="serve a moving average of the weights, this decay per step (e.g. 0.999; default: off)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--cache-dir", default=None, help="log-mel cache folder (default: <out>/cache)")
     parser.add_argument("--no-cache", action="store_true", help="recompute log-mels (slow, for comparison)")
@@ -102,6 +105,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         val_folds=tuple(args.val_folds), test_folds=tuple(args.test_folds), epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
         device=args.device, cache_dir=cache_dir, model=model_config(args.model_size), threads=args.threads,
+        ema_decay=args.ema_decay,
     )  # fmt: skip
     return config, args.resume
 
