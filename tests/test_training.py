@@ -15,6 +15,7 @@ from audiocnn.checkpoint import load_checkpoint
 from audiocnn.features import FeatureConfig
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import ModelConfig
+from training.augment import AugmentConfig
 from training.loop import TrainConfig, device_spans, model_config, train
 from training.train import parse_args
 
@@ -129,6 +130,7 @@ def test_run_saved_before_a_model_option_existed_still_resumes(finished_run, tmp
     state = torch.load(out / "last.pt", weights_only=True)
     del state["metadata"]["recipe"]["model"]["pooling"]  # as written by the first release
     del state["metadata"]["recipe"]["ema_decay"]
+    del state["metadata"]["recipe"]["augment"]["max_freq_shift"]
     torch.save(state, out / "last.pt")
     assert train(tiny_config(tiny_esc50, out, cache), resume=True) == out / "best.pt"
     with pytest.raises(ValueError, match="different settings"):
@@ -220,7 +222,7 @@ def test_class_count_must_match_the_dataset(tiny_esc50, tmp_path, cache):
         train(tiny_config(tiny_esc50, tmp_path / "run", cache, model=replace(TINY_MODEL, num_classes=10)))
 
 
-def test_command_line_options():
+def test_command_line_options(capsys):
     config, resume = parse_args(["--data-dir", "d", "--out", "o"])
     assert not resume and config.cache_dir == str(Path("o") / "cache") and config.epochs == TrainConfig.epochs == 300
     assert config.model == TrainConfig(data_dir="", out_dir="").model == model_config("fullres")
@@ -232,7 +234,13 @@ def test_command_line_options():
     assert resume and config.cache_dir is None and config.epochs == 3
     assert config.model == model_config("small") and config.val_folds == (4,) and config.train_folds == (1, 2, 3)
     assert config.ema_decay == 0.0
-    assert parse_args(["--data-dir", "d", "--out", "o", "--ema-decay", "0.999"])[0].ema_decay == 0.999
+    assert config.augment == AugmentConfig()
+    config, _ = parse_args(["--data-dir", "d", "--out", "o", "--ema-decay", "0.999", "--freq-shift", "4"])
+    assert config.ema_decay == 0.999 and config.augment == AugmentConfig(max_freq_shift=4)
+    for option, value in (("--freq-shift", "-2"), ("--ema-decay", "1")):
+        with pytest.raises(SystemExit):
+            parse_args(["--data-dir", "d", "--out", "o", option, value])
+        assert option in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown model size"):
         model_config("huge")
     config, _ = parse_args(["--data-dir", "d", "--out", "o", "--model-size", "resnet18"])

@@ -1,4 +1,4 @@
-"""Batch augmentation on cached log-mel tensors: time shift, gain, SpecAugment, mixup.
+"""Batch augmentation on cached log-mel tensors: time and frequency shift, gain, SpecAugment, mixup.
 
 Working on tensors (not waveforms) keeps epochs free of decoding and STFTs, which is
 what makes CPU training practical.
@@ -21,6 +21,11 @@ class AugmentConfig:
     time_mask_width: int = 32  # frames
     mixup_alpha: float = 0.4
     mixup_prob: float = 0.8
+    max_freq_shift: int = 0  # mel bands up or down; 0 = off
+
+    def __post_init__(self) -> None:
+        if self.max_freq_shift < 0:
+            raise ValueError(f"max_freq_shift counts mel bands and cannot be negative, not {self.max_freq_shift}")
 
 
 def time_shift(x: torch.Tensor, max_fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -32,6 +37,23 @@ def time_shift(x: torch.Tensor, max_fraction: float, generator: torch.Generator)
     shifts = torch.randint(-limit, limit + 1, (x.shape[0],), generator=generator)
     index = (torch.arange(frames).unsqueeze(0) - shifts.unsqueeze(1)) % frames
     return torch.gather(x, -1, index[:, None, None, :].expand_as(x))
+
+
+def frequency_shift(x: torch.Tensor, max_bands: int, generator: torch.Generator) -> torch.Tensor:
+    """Move each clip up or down the mel axis by its own random number of bands.
+
+    A stand-in for pitch variation (a smaller dog, an engine at other revs): above about 1 kHz
+    the mel axis is close to logarithmic, so a pitch change is close to a shift there. Bands
+    moved in from outside the axis are set to the clip's floor rather than wrapped around.
+    """
+    if max_bands == 0:
+        return x
+    bands = x.shape[-2]
+    shifts = torch.randint(-max_bands, max_bands + 1, (x.shape[0],), generator=generator)
+    source = torch.arange(bands).unsqueeze(0) - shifts.unsqueeze(1)
+    inside = ((source >= 0) & (source < bands))[:, None, :, None]
+    shifted = torch.gather(x, 2, source.clamp(0, bands - 1)[:, None, :, None].expand_as(x))
+    return torch.where(inside, shifted, x.amin(dim=(-2, -1), keepdim=True))
 
 
 def random_gain(x: torch.Tensor, gain_db: float, generator: torch.Generator) -> torch.Tensor:
@@ -77,8 +99,9 @@ def mixup(
 def augment_batch(
     x: torch.Tensor, y: torch.Tensor, num_classes: int, config: AugmentConfig, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The whole training-time pipeline: shift, gain, SpecAugment, then mixup."""
+    """The whole training-time pipeline: shifts, gain, SpecAugment, then mixup."""
     x = time_shift(x, config.max_shift_fraction, generator)
+    x = frequency_shift(x, config.max_freq_shift, generator)
     x = random_gain(x, config.gain_db, generator)
     x = spec_augment(x, config, generator)
     return mixup(x, y, num_classes, config, generator)

@@ -16,6 +16,7 @@ if __package__ in (None, ""):  # `modal run training/train.py` imports this file
 
 import modal
 
+from training.augment import AugmentConfig
 from training.loop import MODEL_SIZES, SHIPPED_MODEL_SIZE, TrainConfig, model_config, train
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -93,19 +94,25 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay,
                         help="serve a moving average of the weights, this decay per step (e.g. 0.999; default: off)")
+    parser.add_argument("--freq-shift", type=int, default=AugmentConfig.max_freq_shift,
+                        help="shift each training clip up to this many mel bands up or down (default: off)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--cache-dir", default=None, help="log-mel cache folder (default: <out>/cache)")
     parser.add_argument("--no-cache", action="store_true", help="recompute log-mels (slow, for comparison)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     args = parser.parse_args(argv)
+    if args.freq_shift < 0:
+        parser.error(f"--freq-shift counts mel bands and cannot be negative, not {args.freq_shift}")
+    if not 0 <= args.ema_decay < 1:
+        parser.error(f"--ema-decay must be at least 0 and below 1 (0 turns averaging off), not {args.ema_decay}")
     cache_dir = None if args.no_cache else (args.cache_dir or str(Path(args.out) / "cache"))
     config = TrainConfig(
         data_dir=args.data_dir, out_dir=args.out, train_folds=tuple(args.train_folds),
         val_folds=tuple(args.val_folds), test_folds=tuple(args.test_folds), epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
         device=args.device, cache_dir=cache_dir, model=model_config(args.model_size), threads=args.threads,
-        ema_decay=args.ema_decay,
+        ema_decay=args.ema_decay, augment=AugmentConfig(max_freq_shift=args.freq_shift),
     )  # fmt: skip
     return config, args.resume
 
