@@ -76,6 +76,13 @@ def test_single_run_layout(monkeypatch, capsys):
     assert "audiocnn-runs: /try1/fold5/best.pt" in capsys.readouterr().out
 
 
+def test_recipe_options_reach_the_remote_run(monkeypatch):
+    (config,) = run_entrypoint(monkeypatch, ema_decay=0.999, freq_shift=4).configs
+    assert config.ema_decay == 0.999 and config.augment.max_freq_shift == 4
+    (plain,) = run_entrypoint(monkeypatch).configs
+    assert plain.ema_decay == 0.0 and plain.augment == modal_app.AugmentConfig()
+
+
 def test_cross_validation_trains_every_fold(monkeypatch):
     remote = run_entrypoint(monkeypatch, cv=True, resume=True)
     assert [c.test_folds for c in remote.configs] == [(1,), (2,), (3,), (4,), (5,)]

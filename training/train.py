@@ -58,6 +58,7 @@ def modal_main(
     model_size: str = SHIPPED_MODEL_SIZE,
     seed: int = 0,
     ema_decay: float = 0.0,
+    freq_shift: int = 0,
     run_name: str = "default",
     cv: bool = False,
     resume: bool = False,
@@ -73,6 +74,7 @@ def modal_main(
             data_dir=REMOTE_DATA, out_dir=f"{VOLUME_PATH}/{run_name}/fold{fold}", train_folds=train_folds,
             val_folds=(val_fold,) if val_fold else (), test_folds=(fold,), epochs=epochs,
             batch_size=batch_size, lr=lr, seed=seed, model=model_config(model_size), ema_decay=ema_decay,
+            augment=AugmentConfig(max_freq_shift=freq_shift),
         ))  # fmt: skip
     for path in train_remote.map(configs, kwargs={"resume": resume}):
         print(f"checkpoint saved on volume audiocnn-runs: {path.removeprefix(VOLUME_PATH)}")
