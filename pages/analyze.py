@@ -130,12 +130,13 @@ def _show_why(clip: state.Clip, index: int, result) -> None:
         format_func=lambda i: f"{plots.class_label(names[i])} — {prediction.probabilities[i]:.1%}",
         key=f"cam_class_{clip.id}_{index}",
     )
-    layer = right.radio(
-        "Layer", CAM_LAYERS, index=CAM_LAYERS.index(DEFAULT_CAM_LAYER), horizontal=True, key="cam_layer"
-    )
+    strides = node_strides(model.model)
+    layers = [name for name in CAM_LAYERS if name in strides]  # a shallower model has fewer stages
+    default = layers.index(DEFAULT_CAM_LAYER) if DEFAULT_CAM_LAYER in layers else len(layers) - 1
+    layer = right.radio("Layer", layers, index=default, horizontal=True, key="cam_layer")
     with st.spinner("Explaining…"):
         cams = state.explanation(clip, model, index, class_index)
-    stride = node_strides(model.model)[layer]
+    stride = strides[layer]
     cell_ms = cell_milliseconds(config, stride)
     components.chart(plots.spectrogram_figure(result.logmel, input_axes(config), cams[layer]))
     st.caption(

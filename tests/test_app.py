@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
-from conftest import ROOT, audio_bytes, tone
+from conftest import ROOT, TINY_MODEL, audio_bytes, tone
 from streamlit.testing.v1 import AppTest
 
 from audiocnn.audio import load_audio
@@ -351,6 +351,36 @@ def test_every_page_serves_a_model_without_stem_pool(monkeypatch, tmp_path, samp
         at.switch_page("pages/model.py").run()
         check_clean(at)
         assert any("a 7×7 stem without max-pool" in c.value for c in at.caption)
+    finally:
+        st.cache_resource.clear()
+        st.cache_data.clear()
+
+
+def test_every_page_follows_the_feature_settings_of_the_checkpoint(monkeypatch, tmp_path, sample):
+    """Front-end settings and depth live in the checkpoint: a model trained on finer frames and fewer
+    mels, with two stages, must be served without a code change."""
+    import ui.resources
+
+    features = FeatureConfig(hop_length=256, n_mels=96)
+    path = tmp_path / "hop256.pt"
+    torch.manual_seed(0)
+    save_checkpoint(path, AudioCNN(TINY_MODEL).eval(), features, list(CLASS_NAMES))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    monkeypatch.setattr(ui.resources, "_load_predictor", lambda: Predictor.from_checkpoint(path))
+    try:
+        at = upload(new_app(), sample.path.name, sample.path.read_bytes(), "audio/flac")
+        check_clean(at)
+        cam_layer = at.radio(key="cam_layer")  # a two-stage model: its deepest stage stands in for layer3
+        assert list(cam_layer.options) == ["stem", "layer1", "layer2"] and cam_layer.value == "layer2"
+        served = Predictor.from_checkpoint(path).logmel(np.zeros(features.clip_samples, np.float32))
+        assert served.shape[-2:] == (96, 431)
+        at.switch_page("pages/layers.py").run()
+        check_clean(at)
+        at.switch_page("pages/model.py").run()
+        check_clean(at)
+        assert any("hop 256" in c.value for c in at.caption)
+        assert any(m.value == "96 × 431" for m in at.metric)
     finally:
         st.cache_resource.clear()
         st.cache_data.clear()
