@@ -11,6 +11,7 @@ from training.augment import (
     frequency_shift,
     mixup,
     random_gain,
+    scaled_to_hop,
     spec_augment,
     time_shift,
 )
@@ -69,6 +70,13 @@ def test_frequency_shift_off_leaves_the_random_stream_untouched():
 def test_negative_frequency_shift_is_refused():
     with pytest.raises(ValueError, match="cannot be negative"):
         AugmentConfig(max_freq_shift=-1)
+
+
+def test_time_masks_keep_their_length_in_seconds_at_another_hop():
+    config = AugmentConfig(max_freq_shift=2)
+    assert scaled_to_hop(config, 512) == config
+    assert scaled_to_hop(config, 256) == AugmentConfig(max_freq_shift=2, time_mask_width=64)
+    assert scaled_to_hop(config, 1024).time_mask_width == 16
 
 
 def test_gain_is_one_offset_per_clip_within_bounds():

@@ -11,8 +11,10 @@ import pytest
 from conftest import TINY_MODEL
 
 from audiocnn.checkpoint import save_checkpoint
+from audiocnn.features import FeatureConfig
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import AudioCNN
+from training.augment import AugmentConfig
 from training.crossval import FOLDS, CrossValidationError, fold_config, fold_finished, main, summarize
 from training.loop import TrainConfig
 
@@ -81,3 +83,15 @@ def test_run_trains_the_named_model_size(monkeypatch, tmp_path: Path) -> None:
     assert main(["run", "--data-dir", "d", "--out", str(tmp_path), "--folds", "3", "--model-size", "fullres"]) == 0
     (base, folds), = seen
     assert folds == [3] and not base.model.stem_pool and base.cache_dir == str(tmp_path / "cache")
+    assert base.features == FeatureConfig() and base.augment == AugmentConfig() and base.ema_decay == 0
+
+
+def test_run_passes_the_recipe_options(monkeypatch, tmp_path: Path) -> None:
+    seen = []
+    monkeypatch.setattr("training.crossval.run", lambda base, out, folds: seen.append(base))
+    argv = ["run", "--data-dir", "d", "--out", str(tmp_path), "--hop-length", "256", "--freq-shift", "3",
+            "--ema-decay", "0.99"]  # fmt: skip
+    assert main(argv) == 0
+    (base,) = seen
+    assert base.features.hop_length == 256 and base.augment.time_mask_width == 64
+    assert base.augment.max_freq_shift == 3 and base.ema_decay == 0.99

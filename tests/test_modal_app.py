@@ -77,10 +77,12 @@ def test_single_run_layout(monkeypatch, capsys):
 
 
 def test_recipe_options_reach_the_remote_run(monkeypatch):
-    (config,) = run_entrypoint(monkeypatch, ema_decay=0.999, freq_shift=4).configs
+    (config,) = run_entrypoint(monkeypatch, ema_decay=0.999, freq_shift=4, hop_length=256).configs
     assert config.ema_decay == 0.999 and config.augment.max_freq_shift == 4
+    assert config.features.hop_length == 256 and config.augment.time_mask_width == 64
     (plain,) = run_entrypoint(monkeypatch).configs
     assert plain.ema_decay == 0.0 and plain.augment == modal_app.AugmentConfig()
+    assert plain.features == modal_app.FeatureConfig()
 
 
 def test_cross_validation_trains_every_fold(monkeypatch):

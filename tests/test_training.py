@@ -237,10 +237,14 @@ def test_command_line_options(capsys):
     assert config.augment == AugmentConfig()
     config, _ = parse_args(["--data-dir", "d", "--out", "o", "--ema-decay", "0.999", "--freq-shift", "4"])
     assert config.ema_decay == 0.999 and config.augment == AugmentConfig(max_freq_shift=4)
-    for option, value in (("--freq-shift", "-2"), ("--ema-decay", "1")):
+    assert config.features == FeatureConfig() and config.augment == AugmentConfig(max_freq_shift=4)
+    config, _ = parse_args(["--data-dir", "d", "--out", "o", "--hop-length", "256"])
+    assert config.features == FeatureConfig(hop_length=256) and config.augment.time_mask_width == 64
+    for option, value, message in (("--freq-shift", "-2", "--freq-shift"), ("--ema-decay", "1", "--ema-decay"),
+                                   ("--hop-length", "2048", "hop_length 2048")):  # fmt: skip
         with pytest.raises(SystemExit):
             parse_args(["--data-dir", "d", "--out", "o", option, value])
-        assert option in capsys.readouterr().err
+        assert message in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown model size"):
         model_config("huge")
     config, _ = parse_args(["--data-dir", "d", "--out", "o", "--model-size", "resnet18"])

@@ -6,9 +6,11 @@ what makes CPU training practical.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+
+from audiocnn.features import FeatureConfig
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class AugmentConfig:
     freq_masks: int = 2
     freq_mask_width: int = 16  # mel bands
     time_masks: int = 2
-    time_mask_width: int = 32  # frames
+    time_mask_width: int = 32  # frames (0.74 s at the default hop; see ``scaled_to_hop``)
     mixup_alpha: float = 0.4
     mixup_prob: float = 0.8
     max_freq_shift: int = 0  # mel bands up or down; 0 = off
@@ -26,6 +28,14 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         if self.max_freq_shift < 0:
             raise ValueError(f"max_freq_shift counts mel bands and cannot be negative, not {self.max_freq_shift}")
+
+
+def scaled_to_hop(config: AugmentConfig, hop_length: int) -> AugmentConfig:
+    """``config`` with time masks as long in seconds at ``hop_length`` as at the default hop.
+
+    Mask widths count frames, so without this a finer hop would quietly shorten every mask."""
+    reference = FeatureConfig().hop_length
+    return replace(config, time_mask_width=round(config.time_mask_width * reference / hop_length))
 
 
 def time_shift(x: torch.Tensor, max_fraction: float, generator: torch.Generator) -> torch.Tensor:

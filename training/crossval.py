@@ -18,11 +18,21 @@ from typing import Any
 import numpy as np
 
 from audiocnn.checkpoint import read_payload
+from audiocnn.features import FeatureConfig
 from audiocnn.inference import Predictor
 
 from .data import read_metadata, select_folds
 from .evaluate import evaluate
-from .loop import MODEL_SIZES, RESUME_FIXED, SHIPPED_MODEL_SIZE, TrainConfig, comparable_recipe, model_config, train
+from .loop import (
+    MODEL_SIZES,
+    RESUME_FIXED,
+    SHIPPED_MODEL_SIZE,
+    TrainConfig,
+    comparable_recipe,
+    front_end_and_augment,
+    model_config,
+    train,
+)
 
 FOLDS = (1, 2, 3, 4, 5)
 
@@ -113,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--seed", type=int, default=0)
     run_parser.add_argument("--model-size", default=SHIPPED_MODEL_SIZE, choices=sorted(MODEL_SIZES))
     run_parser.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay)
+    run_parser.add_argument("--freq-shift", type=int, default=0)
+    run_parser.add_argument("--hop-length", type=int, default=FeatureConfig.hop_length)
     summary_parser = sub.add_parser("summarize", help="evaluate finished folds, update a metrics file")
     summary_parser.add_argument("--metrics", type=Path, help="metrics JSON to add the 'cv' entry to")
     for sub_parser in (run_parser, summary_parser):
@@ -122,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         base = TrainConfig(data_dir=args.data_dir, out_dir=str(args.out), epochs=args.epochs, seed=args.seed,
                            model=model_config(args.model_size), cache_dir=str(args.out / "cache"),
-                           ema_decay=args.ema_decay)  # fmt: skip
+                           ema_decay=args.ema_decay,
+                           **front_end_and_augment(args.hop_length, args.freq_shift))  # fmt: skip
         run(base, args.out, args.folds)
         return 0
     try:

@@ -34,7 +34,7 @@ from audiocnn.features import FeatureConfig
 from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.precision import bf16_pays_off
 
-from .augment import AugmentConfig, augment_batch
+from .augment import AugmentConfig, augment_batch, scaled_to_hop
 from .data import cached_logmels, class_names_from_metadata, read_metadata, select_folds
 
 MODEL_SIZES = {
@@ -50,6 +50,13 @@ time; 1.9 points better on the validation split, it is the shipped model's."""
 SHIPPED_MODEL_SIZE = "fullres"
 """The architecture every training command uses unless told otherwise, so that a plain run
 retrains the shipped model."""
+
+
+def front_end_and_augment(hop_length: int = FeatureConfig.hop_length, freq_shift: int = 0) -> dict[str, Any]:
+    """``TrainConfig`` fields for the command lines' ``--hop-length`` and ``--freq-shift``: the
+    log-mel settings, and augmentations whose time masks keep their length in seconds."""
+    return {"features": FeatureConfig(hop_length=hop_length),
+            "augment": scaled_to_hop(AugmentConfig(max_freq_shift=freq_shift), hop_length)}  # fmt: skip
 
 
 def model_config(size: str) -> ModelConfig:

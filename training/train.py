@@ -16,8 +16,9 @@ if __package__ in (None, ""):  # `modal run training/train.py` imports this file
 
 import modal
 
+from audiocnn.features import FeatureConfig
 from training.augment import AugmentConfig
-from training.loop import MODEL_SIZES, SHIPPED_MODEL_SIZE, TrainConfig, model_config, train
+from training.loop import MODEL_SIZES, SHIPPED_MODEL_SIZE, TrainConfig, front_end_and_augment, model_config, train
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REMOTE_DATA = "/data/esc50"
@@ -59,6 +60,7 @@ def modal_main(
     seed: int = 0,
     ema_decay: float = 0.0,
     freq_shift: int = 0,
+    hop_length: int = FeatureConfig.hop_length,
     run_name: str = "default",
     cv: bool = False,
     resume: bool = False,
@@ -74,7 +76,7 @@ def modal_main(
             data_dir=REMOTE_DATA, out_dir=f"{VOLUME_PATH}/{run_name}/fold{fold}", train_folds=train_folds,
             val_folds=(val_fold,) if val_fold else (), test_folds=(fold,), epochs=epochs,
             batch_size=batch_size, lr=lr, seed=seed, model=model_config(model_size), ema_decay=ema_decay,
-            augment=AugmentConfig(max_freq_shift=freq_shift),
+            **front_end_and_augment(hop_length, freq_shift),
         ))  # fmt: skip
     for path in train_remote.map(configs, kwargs={"resume": resume}):
         print(f"checkpoint saved on volume audiocnn-runs: {path.removeprefix(VOLUME_PATH)}")
@@ -98,6 +100,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
                         help="serve a moving average of the weights, this decay per step (e.g. 0.999; default: off)")
     parser.add_argument("--freq-shift", type=int, default=AugmentConfig.max_freq_shift,
                         help="shift each training clip up to this many mel bands up or down (default: off)")
+    parser.add_argument("--hop-length", type=int, default=FeatureConfig.hop_length,
+                        help="log-mel hop in samples (default 512, 23 ms); time masks keep their length in seconds")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--cache-dir", default=None, help="log-mel cache folder (default: <out>/cache)")
     parser.add_argument("--no-cache", action="store_true", help="recompute log-mels (slow, for comparison)")
@@ -108,13 +112,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         parser.error(f"--freq-shift counts mel bands and cannot be negative, not {args.freq_shift}")
     if not 0 <= args.ema_decay < 1:
         parser.error(f"--ema-decay must be at least 0 and below 1 (0 turns averaging off), not {args.ema_decay}")
+    try:
+        recipe = front_end_and_augment(args.hop_length, args.freq_shift)
+    except ValueError as error:
+        parser.error(str(error))
     cache_dir = None if args.no_cache else (args.cache_dir or str(Path(args.out) / "cache"))
     config = TrainConfig(
         data_dir=args.data_dir, out_dir=args.out, train_folds=tuple(args.train_folds),
         val_folds=tuple(args.val_folds), test_folds=tuple(args.test_folds), epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
         device=args.device, cache_dir=cache_dir, model=model_config(args.model_size), threads=args.threads,
-        ema_decay=args.ema_decay, augment=AugmentConfig(max_freq_shift=args.freq_shift),
+        ema_decay=args.ema_decay, **recipe,
     )  # fmt: skip
     return config, args.resume
 
