@@ -7,7 +7,9 @@ library computes for the same audio; they never depend on the model being right.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -329,18 +331,27 @@ def test_cv_summary_of_a_complete_cross_validation_and_of_none():
     assert cv_summary({"folds": {}, "mean": None, "std": None, "complete": False, "recipe": None}) is None
 
 
-def test_every_page_serves_a_model_without_stem_pool(monkeypatch, tmp_path, sample):
-    """The ``fullres`` architecture (no stem max-pool) must work in the app before one is shipped."""
+@contextlib.contextmanager
+def serving(monkeypatch, path: Path, config: ModelConfig, features: FeatureConfig) -> Iterator[None]:
+    """Run the app on a freshly initialised checkpoint of another shape than the shipped one."""
     import ui.resources
 
-    config = ModelConfig(stem_channels=16, widths=(16, 32, 32, 64), blocks=(1, 1, 1, 1), stem_pool=False)
-    path = tmp_path / "fullres.pt"
     torch.manual_seed(0)
-    save_checkpoint(path, AudioCNN(config).eval(), FeatureConfig(), list(CLASS_NAMES))
+    save_checkpoint(path, AudioCNN(config).eval(), features, list(CLASS_NAMES))
     st.cache_resource.clear()
     st.cache_data.clear()
     monkeypatch.setattr(ui.resources, "_load_predictor", lambda: Predictor.from_checkpoint(path))
     try:
+        yield
+    finally:
+        st.cache_resource.clear()
+        st.cache_data.clear()
+
+
+def test_every_page_serves_a_model_without_stem_pool(monkeypatch, tmp_path, sample):
+    """The ``fullres`` architecture (no stem max-pool) must work in the app before one is shipped."""
+    config = ModelConfig(stem_channels=16, widths=(16, 32, 32, 64), blocks=(1, 1, 1, 1), stem_pool=False)
+    with serving(monkeypatch, tmp_path / "fullres.pt", config, FeatureConfig()):
         at = upload(new_app(), sample.path.name, sample.path.read_bytes(), "audio/flac")
         check_clean(at)
         at.switch_page("pages/layers.py").run()
@@ -351,24 +362,14 @@ def test_every_page_serves_a_model_without_stem_pool(monkeypatch, tmp_path, samp
         at.switch_page("pages/model.py").run()
         check_clean(at)
         assert any("a 7×7 stem without max-pool" in c.value for c in at.caption)
-    finally:
-        st.cache_resource.clear()
-        st.cache_data.clear()
 
 
 def test_every_page_follows_the_feature_settings_of_the_checkpoint(monkeypatch, tmp_path, sample):
     """Front-end settings and depth live in the checkpoint: a model trained on finer frames and fewer
     mels, with two stages, must be served without a code change."""
-    import ui.resources
-
     features = FeatureConfig(hop_length=256, n_mels=96)
     path = tmp_path / "hop256.pt"
-    torch.manual_seed(0)
-    save_checkpoint(path, AudioCNN(TINY_MODEL).eval(), features, list(CLASS_NAMES))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    monkeypatch.setattr(ui.resources, "_load_predictor", lambda: Predictor.from_checkpoint(path))
-    try:
+    with serving(monkeypatch, path, TINY_MODEL, features):
         at = upload(new_app(), sample.path.name, sample.path.read_bytes(), "audio/flac")
         check_clean(at)
         cam_layer = at.radio(key="cam_layer")  # a two-stage model: its deepest stage stands in for layer3
@@ -381,6 +382,3 @@ def test_every_page_follows_the_feature_settings_of_the_checkpoint(monkeypatch, 
         check_clean(at)
         assert any("hop 256" in c.value for c in at.caption)
         assert any(m.value == "96 × 431" for m in at.metric)
-    finally:
-        st.cache_resource.clear()
-        st.cache_data.clear()
