@@ -83,6 +83,11 @@ def test_recipe_options_reach_the_remote_run(monkeypatch):
     (plain,) = run_entrypoint(monkeypatch).configs
     assert plain.ema_decay == 0.0 and plain.augment == modal_app.AugmentConfig()
     assert plain.features == modal_app.FeatureConfig()
+    remote = FakeRemote()
+    monkeypatch.setattr(modal_app, "train_remote", remote)
+    with pytest.raises(ValueError, match="ema_decay must be at least 0 and below 1"):
+        modal_app.modal_main.info.raw_f(ema_decay=1.0)
+    assert remote.configs == [], "refused before any GPU job is started"
 
 
 def test_cross_validation_trains_every_fold(monkeypatch):

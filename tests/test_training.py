@@ -237,10 +237,11 @@ def test_command_line_options(capsys):
     assert config.augment == AugmentConfig()
     config, _ = parse_args(["--data-dir", "d", "--out", "o", "--ema-decay", "0.999", "--freq-shift", "4"])
     assert config.ema_decay == 0.999 and config.augment == AugmentConfig(max_freq_shift=4)
-    assert config.features == FeatureConfig() and config.augment == AugmentConfig(max_freq_shift=4)
+    assert config.features == FeatureConfig()
     config, _ = parse_args(["--data-dir", "d", "--out", "o", "--hop-length", "256"])
     assert config.features == FeatureConfig(hop_length=256) and config.augment.time_mask_width == 64
-    for option, value, message in (("--freq-shift", "-2", "--freq-shift"), ("--ema-decay", "1", "--ema-decay"),
+    for option, value, message in (("--freq-shift", "-2", "max_freq_shift counts mel bands and cannot be negative"),
+                                   ("--ema-decay", "1", "ema_decay must be at least 0 and below 1"),
                                    ("--hop-length", "2048", "hop_length 2048")):  # fmt: skip
         with pytest.raises(SystemExit):
             parse_args(["--data-dir", "d", "--out", "o", option, value])

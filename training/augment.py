@@ -34,7 +34,7 @@ def scaled_to_hop(config: AugmentConfig, hop_length: int) -> AugmentConfig:
     """``config`` with time masks as long in seconds at ``hop_length`` as at the default hop.
 
     Mask widths count frames, so without this a finer hop would quietly shorten every mask."""
-    reference = FeatureConfig().hop_length
+    reference = FeatureConfig.hop_length
     return replace(config, time_mask_width=round(config.time_mask_width * reference / hop_length))
 
 

@@ -89,6 +89,11 @@ class TrainConfig:
     after every step, instead of the last step's weights; 0 turns it off. The averaged model is
     what validation scores and ``best.pt`` holds; ``last.pt`` keeps both."""
 
+    def __post_init__(self) -> None:
+        # Checked on construction, so every entry point (CLI, cross-validation, Modal) refuses it before any work.
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be at least 0 and below 1 (0 turns averaging off), not {self.ema_decay}")
+
     def describe(self) -> dict[str, Any]:
         """Plain-data form for checkpoint metadata and logs."""
         data = asdict(self)
@@ -220,8 +225,6 @@ def train(
         raise ValueError(f"folds {sorted(overlap)} are used for training and for validation/testing")
     if set(config.val_folds) & set(config.test_folds):
         raise ValueError("validation folds must not be test folds: model selection would see the test data")
-    if not 0 <= config.ema_decay < 1:
-        raise ValueError(f"ema_decay must be at least 0 and below 1 (0 turns averaging off), not {config.ema_decay}")
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)

@@ -108,22 +108,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     args = parser.parse_args(argv)
-    if args.freq_shift < 0:
-        parser.error(f"--freq-shift counts mel bands and cannot be negative, not {args.freq_shift}")
-    if not 0 <= args.ema_decay < 1:
-        parser.error(f"--ema-decay must be at least 0 and below 1 (0 turns averaging off), not {args.ema_decay}")
-    try:
-        recipe = front_end_and_augment(args.hop_length, args.freq_shift)
+    cache_dir = None if args.no_cache else (args.cache_dir or str(Path(args.out) / "cache"))
+    try:  # the settings check themselves (hop, frequency shift, averaging decay); report it as a usage error
+        config = TrainConfig(
+            data_dir=args.data_dir, out_dir=args.out, train_folds=tuple(args.train_folds),
+            val_folds=tuple(args.val_folds), test_folds=tuple(args.test_folds), epochs=args.epochs,
+            batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+            device=args.device, cache_dir=cache_dir, model=model_config(args.model_size), threads=args.threads,
+            ema_decay=args.ema_decay, **front_end_and_augment(args.hop_length, args.freq_shift),
+        )  # fmt: skip
     except ValueError as error:
         parser.error(str(error))
-    cache_dir = None if args.no_cache else (args.cache_dir or str(Path(args.out) / "cache"))
-    config = TrainConfig(
-        data_dir=args.data_dir, out_dir=args.out, train_folds=tuple(args.train_folds),
-        val_folds=tuple(args.val_folds), test_folds=tuple(args.test_folds), epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
-        device=args.device, cache_dir=cache_dir, model=model_config(args.model_size), threads=args.threads,
-        ema_decay=args.ema_decay, **recipe,
-    )  # fmt: skip
     return config, args.resume
 
 
