@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -103,6 +104,39 @@ def test_feature_cache_hit_returns_the_identical_tensor(tiny_esc50, tmp_path, mo
         cached_logmels(clips, FeatureConfig(clip_seconds=0.5, n_mels=40), tmp_path / "cache")
     with pytest.raises(AssertionError, match="cache was not used"):  # other clips: another cache entry
         cached_logmels(clips[:10], SMALL_FEATURES, tmp_path / "cache")
+
+
+def test_an_unreadable_cache_entry_is_recomputed_once(tiny_esc50, tmp_path, monkeypatch):
+    clips = select_folds(read_metadata(tiny_esc50), [3])[:8]
+    first = cached_logmels(clips, SMALL_FEATURES, tmp_path / "cache")
+    (entry,) = (tmp_path / "cache").glob("logmels-*.pt")
+    entry.write_bytes(entry.read_bytes()[:500])  # a run killed mid-copy, a full disk
+    with pytest.warns(UserWarning, match=re.escape(f"feature cache {entry} is unreadable")):
+        assert torch.equal(cached_logmels(clips, SMALL_FEATURES, tmp_path / "cache"), first)
+
+    def recompute(*args, **kwargs):
+        raise AssertionError("the repaired entry was not used")
+
+    monkeypatch.setattr(data, "compute_logmels", recompute)
+    assert torch.equal(cached_logmels(clips, SMALL_FEATURES, tmp_path / "cache"), first)
+
+
+def test_each_cache_write_has_its_own_temp_file_and_leaves_none_behind(tiny_esc50, tmp_path, monkeypatch):
+    """Concurrent runs sharing a cache folder must never write into one temp file, nor leave theirs there."""
+    clips = select_folds(read_metadata(tiny_esc50), [3])[:4]
+    written = []
+
+    def save_until_the_disk_is_full(features, path):
+        written.append(Path(path))
+        Path(path).write_bytes(b"partial")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_is_full)
+    for _ in range(2):
+        with pytest.raises(OSError, match="No space left"):
+            cached_logmels(clips, SMALL_FEATURES, tmp_path / "cache")
+    assert len(set(written)) == 2 and {path.parent for path in written} == {tmp_path / "cache"}
+    assert list((tmp_path / "cache").iterdir()) == []
 
 
 def test_uncached_features_equal_cached(tiny_esc50, tmp_path):

@@ -11,13 +11,13 @@ import pytest
 import torch
 from conftest import TINY_MODEL
 
-from audiocnn.checkpoint import load_checkpoint
+from audiocnn.checkpoint import CheckpointError, load_checkpoint
 from audiocnn.features import FeatureConfig
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import ModelConfig
 from training.augment import AugmentConfig
 from training.loop import TrainConfig, device_spans, model_config, train
-from training.train import parse_args
+from training.train import main, parse_args
 
 FEATURES = FeatureConfig(clip_seconds=1.0, n_mels=32)
 
@@ -194,6 +194,34 @@ def test_decay_out_of_range_is_refused(tiny_esc50, tmp_path, cache, decay):
         train(tiny_config(tiny_esc50, tmp_path / "run", cache, ema_decay=decay))
 
 
+def test_resuming_from_a_damaged_last_pt_names_the_file(finished_run, tmp_path, tiny_esc50, cache, monkeypatch, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes((finished_run / "last.pt").read_bytes()[:1000])  # cut short by a crash
+    config = tiny_config(tiny_esc50, out, cache)
+    with pytest.raises(CheckpointError, match=r"last\.pt is corrupt or truncated"):
+        train(config, resume=True)
+    monkeypatch.setattr("training.train.parse_args", lambda argv: (config, True))
+    assert main([]) == 2
+    assert capsys.readouterr().err.startswith(f"error: Checkpoint {out / 'last.pt'} is corrupt")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"epochs": 0}, "epochs must be at least 1, not 0"),
+        ({"batch_size": 0}, "batch_size must be at least 1, not 0"),
+        ({"lr": 0.0}, "lr must be above 0, not 0.0"),
+        ({"lr": float("nan")}, "lr must be above 0, not nan"),
+        ({"weight_decay": -0.01}, "weight_decay must be at least 0"),
+    ],
+    ids=["epochs", "batch-size", "lr", "lr-nan", "weight-decay"],
+)
+def test_settings_that_cannot_train_are_refused_on_construction(setting, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(data_dir="d", out_dir="o", **setting)
+
+
 def test_without_resume_a_run_starts_over(finished_run, tmp_path, tiny_esc50, cache):
     out = Path(shutil.copytree(finished_run, tmp_path / "run"))
     epochs = []
@@ -242,6 +270,7 @@ def test_command_line_options(capsys):
     assert config.features == FeatureConfig(hop_length=256) and config.augment.time_mask_width == 64
     for option, value, message in (("--freq-shift", "-2", "max_freq_shift counts mel bands and cannot be negative"),
                                    ("--ema-decay", "1", "ema_decay must be at least 0 and below 1"),
+                                   ("--batch-size", "0", "batch_size must be at least 1"),
                                    ("--hop-length", "2048", "hop_length 2048")):  # fmt: skip
         with pytest.raises(SystemExit):
             parse_args(["--data-dir", "d", "--out", "o", option, value])
@@ -250,6 +279,17 @@ def test_command_line_options(capsys):
         model_config("huge")
     config, _ = parse_args(["--data-dir", "d", "--out", "o", "--model-size", "resnet18"])
     assert config.model == ModelConfig(**{**model_config("fullres").to_dict(), "stem_pool": True})
+
+
+def test_command_line_defaults_are_the_recipe_defaults(monkeypatch):
+    """The options read ``TrainConfig``'s defaults instead of repeating them, so a changed default reaches the CLI."""
+    config, _ = parse_args(["--data-dir", "d", "--out", "o"])
+    assert config == TrainConfig(data_dir="d", out_dir="o", cache_dir=str(Path("o") / "cache"))
+    changed = {"batch_size": 16, "lr": 1e-3, "weight_decay": 0.01, "seed": 3, "device": "cpu"}
+    for name, value in changed.items():
+        monkeypatch.setattr(TrainConfig, name, value)
+    config, _ = parse_args(["--data-dir", "d", "--out", "o"])
+    assert {name: getattr(config, name) for name in changed} == changed
 
 
 def test_device_spans_say_which_machine_trained_which_epochs():

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from audiocnn.checkpoint import read_payload
+from audiocnn.checkpoint import CheckpointError, read_payload
 from audiocnn.features import FeatureConfig
 from audiocnn.inference import Predictor
 
-from .data import read_metadata, select_folds
-from .evaluate import evaluate
+from .augment import AugmentConfig
+from .data import FOLDS, DatasetError, class_names_from_metadata, read_metadata, select_folds
+from .evaluate import EvaluationError, check_class_names, evaluate
 from .loop import (
     MODEL_SIZES,
     RESUME_FIXED,
@@ -33,8 +34,6 @@ from .loop import (
     model_config,
     train,
 )
-
-FOLDS = (1, 2, 3, 4, 5)
 
 RECIPE_KEYS = tuple(key for key in RESUME_FIXED if key not in ("train_folds", "val_folds", "test_folds"))
 """Settings every fold of one cross-validation must share (only the held-out fold differs)."""
@@ -81,9 +80,11 @@ def summarize(out_dir: Path, data_dir: str) -> dict[str, Any]:
     """Accuracy of every finished fold on its held-out fold, and their mean.
 
     A mean over folds trained with different recipes would describe no model, so folds whose
-    settings differ from the first finished fold's are refused (``CrossValidationError``).
+    settings differ from the first finished fold's are refused (``CrossValidationError``), and so
+    is a fold whose outputs are not in the dataset's class order (``EvaluationError``).
     """
     clips = read_metadata(data_dir)
+    class_names = class_names_from_metadata(clips)
     accuracies: dict[str, float] = {}
     recipe: dict[str, Any] | None = None
     for fold in FOLDS:
@@ -101,6 +102,7 @@ def summarize(out_dir: Path, data_dir: str) -> dict[str, Any]:
             changed = ", ".join(key for key in RECIPE_KEYS if fold_recipe[key] != recipe[key])
             raise CrossValidationError(f"fold {fold} was trained with other settings ({changed}) than the "
                                        "folds before it; cross-validate one recipe per --out folder")  # fmt: skip
+        check_class_names(predictor, class_names)
         confusion = evaluate(predictor, select_folds(clips, [fold]))
         accuracies[str(fold)] = float(np.trace(confusion) / confusion.sum())
         print(f"fold {fold}: {accuracies[str(fold)]:.4f}")
@@ -114,16 +116,27 @@ def summarize(out_dir: Path, data_dir: str) -> dict[str, Any]:
     }
 
 
+def base_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
+    """The recipe the ``run`` options ask for; settings that check themselves fail as usage errors."""
+    try:
+        return TrainConfig(data_dir=args.data_dir, out_dir=str(args.out), epochs=args.epochs, seed=args.seed,
+                           model=model_config(args.model_size), cache_dir=str(args.out / "cache"),
+                           ema_decay=args.ema_decay,
+                           **front_end_and_augment(args.hop_length, args.freq_shift))  # fmt: skip
+    except ValueError as error:
+        parser.error(str(error))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.crossval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="train the held-out-fold models")
     run_parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     run_parser.add_argument("--folds", type=int, nargs="+", default=list(FOLDS))
-    run_parser.add_argument("--seed", type=int, default=0)
+    run_parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     run_parser.add_argument("--model-size", default=SHIPPED_MODEL_SIZE, choices=sorted(MODEL_SIZES))
     run_parser.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay)
-    run_parser.add_argument("--freq-shift", type=int, default=0)
+    run_parser.add_argument("--freq-shift", type=int, default=AugmentConfig.max_freq_shift)
     run_parser.add_argument("--hop-length", type=int, default=FeatureConfig.hop_length)
     summary_parser = sub.add_parser("summarize", help="evaluate finished folds, update a metrics file")
     summary_parser.add_argument("--metrics", type=Path, help="metrics JSON to add the 'cv' entry to")
@@ -131,16 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         sub_parser.add_argument("--data-dir", required=True)
         sub_parser.add_argument("--out", type=Path, required=True, help="folder holding fold1 ... fold5")
     args = parser.parse_args(argv)
-    if args.command == "run":
-        base = TrainConfig(data_dir=args.data_dir, out_dir=str(args.out), epochs=args.epochs, seed=args.seed,
-                           model=model_config(args.model_size), cache_dir=str(args.out / "cache"),
-                           ema_decay=args.ema_decay,
-                           **front_end_and_augment(args.hop_length, args.freq_shift))  # fmt: skip
-        run(base, args.out, args.folds)
-        return 0
     try:
+        if args.command == "run":
+            run(base_config(args, run_parser), args.out, args.folds)
+            return 0
         summary = summarize(args.out, args.data_dir)
-    except CrossValidationError as error:
+    except (CheckpointError, CrossValidationError, DatasetError, EvaluationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=1))

@@ -1,8 +1,10 @@
 """ESC-50 on disk: metadata, fold selection, cached log-mels, and the download command.
 
 The cache holds each clip's log-mel computed once by the very code the app serves
-with (``audiocnn.audio.load_audio`` + ``audiocnn.features.LogMel``), keyed by a hash
-of the feature config, so epochs cost no decoding and can never drift from serving.
+with (``audiocnn.audio.load_audio`` + ``audiocnn.features.LogMel``), so epochs cost no
+decoding. Its key hashes the feature config and the clips' names and sizes, not the
+code: a changed setting or dataset gets a fresh entry, but after changing the decoding
+or log-mel code itself, clear the cache folder or training drifts from serving.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,8 @@ from audiocnn.audio import fit_to_length, load_audio
 from audiocnn.features import FeatureConfig, LogMel
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
+FOLDS = (1, 2, 3, 4, 5)
+"""ESC-50's predefined folds: clips of one source recording never straddle two."""
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
 
@@ -110,17 +115,30 @@ def compute_logmels(clips: list[Clip], config: FeatureConfig, batch_size: int = 
 
 
 def cached_logmels(clips: list[Clip], config: FeatureConfig, cache_dir: str | Path | None) -> torch.Tensor:
-    """``compute_logmels`` with an on-disk cache (plain tensors, loaded with weights_only)."""
+    """``compute_logmels`` with an on-disk cache (plain tensors, loaded with weights_only).
+
+    The folder may be shared by concurrent runs, so each writes its own temp file and renames
+    it into place: readers see a whole file or none. An unreadable entry is recomputed and
+    replaced rather than failing every later run.
+    """
     if cache_dir is None:
         return compute_logmels(clips, config)
     cache = Path(cache_dir) / f"logmels-{_cache_key(config, clips)}.pt"
     if cache.is_file():
-        return torch.load(cache, weights_only=True)
+        try:
+            return torch.load(cache, weights_only=True)
+        except Exception as error:  # damaged bytes make torch.load raise almost anything
+            warnings.warn(f"feature cache {cache} is unreadable ({type(error).__name__}); recomputing it",
+                          stacklevel=2)  # fmt: skip
     features = compute_logmels(clips, config)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save(features, tmp)
-    tmp.replace(cache)
+    with tempfile.NamedTemporaryFile(dir=cache.parent, prefix=f"{cache.stem}-", suffix=".tmp", delete=False) as tmp:
+        tmp_path = Path(tmp.name)
+    try:
+        torch.save(features, tmp_path)
+        tmp_path.replace(cache)
+    finally:  # after a failed or interrupted save: no stray file left in the shared folder
+        tmp_path.unlink(missing_ok=True)
     return features
 
 

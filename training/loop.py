@@ -1,9 +1,10 @@
 """The training function that local runs and the Modal job share.
 
 It trains on cached log-mels (``training.data``) with AdamW + OneCycleLR, label
-smoothing and the tensor augmentations of ``training.augment``; uses bf16 autocast
-and channels-last where the hardware supports them; writes TensorBoard scalars,
-a resumable ``last.pt`` every epoch and the served checkpoint ``best.pt``.
+smoothing and the tensor augmentations of ``training.augment``; keeps activations
+channels-last on every device and uses bf16 autocast where the hardware runs it
+natively (``bf16_pays_off``); writes TensorBoard scalars, a resumable ``last.pt``
+every epoch and the served checkpoint ``best.pt``.
 
 Model selection never sees the test fold: with validation folds the best epoch by
 validation accuracy is kept, without them the final epoch of the fixed schedule is.
@@ -29,7 +30,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import audiocnn
-from audiocnn.checkpoint import checkpoint_payload, save_checkpoint
+from audiocnn.checkpoint import checkpoint_payload, read_payload, save_checkpoint
 from audiocnn.features import FeatureConfig
 from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.precision import bf16_pays_off
@@ -52,7 +53,9 @@ SHIPPED_MODEL_SIZE = "fullres"
 retrains the shipped model."""
 
 
-def front_end_and_augment(hop_length: int = FeatureConfig.hop_length, freq_shift: int = 0) -> dict[str, Any]:
+def front_end_and_augment(
+    hop_length: int = FeatureConfig.hop_length, freq_shift: int = AugmentConfig.max_freq_shift
+) -> dict[str, Any]:
     """``TrainConfig`` fields for the command lines' ``--hop-length`` and ``--freq-shift``: the
     log-mel settings, and augmentations whose time masks keep their length in seconds."""
     return {"features": FeatureConfig(hop_length=hop_length),
@@ -90,7 +93,15 @@ class TrainConfig:
     what validation scores and ``best.pt`` holds; ``last.pt`` keeps both."""
 
     def __post_init__(self) -> None:
-        # Checked on construction, so every entry point (CLI, cross-validation, Modal) refuses it before any work.
+        # Checked on construction, so every entry point (CLI, cross-validation, Modal) refuses them before any work.
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, not {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {self.batch_size}")
+        if not self.lr > 0:  # written so that NaN is refused too
+            raise ValueError(f"lr must be above 0, not {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be at least 0 (0 turns it off), not {self.weight_decay}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be at least 0 and below 1 (0 turns averaging off), not {self.ema_decay}")
 
@@ -253,7 +264,7 @@ def train(
     start_epoch, best_score, started = 0, -1.0, time.time()
     last_path = out / "last.pt"
     if resume and last_path.is_file():
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        state = read_payload(last_path)  # a damaged file is a CheckpointError naming it, not a torch traceback
         _check_same_recipe(last_path, state["metadata"].get("recipe", {}), config.describe())
         model.load_state_dict(state["state_dict"])
         if averaged is not None:

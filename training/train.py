@@ -16,8 +16,10 @@ if __package__ in (None, ""):  # `modal run training/train.py` imports this file
 
 import modal
 
+from audiocnn.checkpoint import CheckpointError
 from audiocnn.features import FeatureConfig
 from training.augment import AugmentConfig
+from training.data import FOLDS, DatasetError
 from training.loop import MODEL_SIZES, SHIPPED_MODEL_SIZE, TrainConfig, front_end_and_augment, model_config, train
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -52,26 +54,26 @@ def train_remote(config: TrainConfig, resume: bool = False) -> str:
 @app.local_entrypoint()
 def modal_main(
     epochs: int = TrainConfig.epochs,
-    batch_size: int = 32,
-    lr: float = 2e-3,
-    test_fold: int = 5,
+    batch_size: int = TrainConfig.batch_size,
+    lr: float = TrainConfig.lr,
+    test_fold: int = TrainConfig.test_folds[0],
     val_fold: int = 0,
     model_size: str = SHIPPED_MODEL_SIZE,
-    seed: int = 0,
-    ema_decay: float = 0.0,
-    freq_shift: int = 0,
+    seed: int = TrainConfig.seed,
+    ema_decay: float = TrainConfig.ema_decay,
+    freq_shift: int = AugmentConfig.max_freq_shift,
     hop_length: int = FeatureConfig.hop_length,
     run_name: str = "default",
     cv: bool = False,
     resume: bool = False,
 ) -> None:
     """`modal run training/train.py [--epochs N] [--cv] ...`; --cv trains all 5 folds in parallel."""
-    test_folds = [1, 2, 3, 4, 5] if cv else [test_fold]
+    test_folds = list(FOLDS) if cv else [test_fold]
     if val_fold in test_folds:
         raise ValueError(f"--val-fold {val_fold} is also a test fold" + (" (with --cv leave it at 0)" if cv else ""))
     configs = []
     for fold in test_folds:
-        train_folds = tuple(f for f in range(1, 6) if f not in (fold, val_fold))
+        train_folds = tuple(f for f in FOLDS if f not in (fold, val_fold))
         configs.append(TrainConfig(
             data_dir=REMOTE_DATA, out_dir=f"{VOLUME_PATH}/{run_name}/fold{fold}", train_folds=train_folds,
             val_folds=(val_fold,) if val_fold else (), test_folds=(fold,), epochs=epochs,
@@ -86,30 +88,30 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
     parser.add_argument("--data-dir", required=True, help="ESC-50 folder (meta/esc50.csv + audio/)")
     parser.add_argument("--out", required=True, help="run folder: checkpoints, TensorBoard logs")
-    parser.add_argument("--train-folds", type=int, nargs="+", default=[1, 2, 3, 4])
-    parser.add_argument("--val-folds", type=int, nargs="*", default=[])
-    parser.add_argument("--test-folds", type=int, nargs="*", default=[5])
+    parser.add_argument("--train-folds", type=int, nargs="+", default=list(TrainConfig.train_folds))
+    parser.add_argument("--val-folds", type=int, nargs="*", default=list(TrainConfig.val_folds))
+    parser.add_argument("--test-folds", type=int, nargs="*", default=list(TrainConfig.test_folds))
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
     parser.add_argument("--model-size", default=SHIPPED_MODEL_SIZE, choices=sorted(MODEL_SIZES),
                         help="named architecture (training.loop.MODEL_SIZES)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay,
                         help="serve a moving average of the weights, this decay per step (e.g. 0.999; default: off)")
     parser.add_argument("--freq-shift", type=int, default=AugmentConfig.max_freq_shift,
                         help="shift each training clip up to this many mel bands up or down (default: off)")
     parser.add_argument("--hop-length", type=int, default=FeatureConfig.hop_length,
                         help="log-mel hop in samples (default 512, 23 ms); time masks keep their length in seconds")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", default=TrainConfig.device, help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--cache-dir", default=None, help="log-mel cache folder (default: <out>/cache)")
     parser.add_argument("--no-cache", action="store_true", help="recompute log-mels (slow, for comparison)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     args = parser.parse_args(argv)
     cache_dir = None if args.no_cache else (args.cache_dir or str(Path(args.out) / "cache"))
-    try:  # the settings check themselves (hop, frequency shift, averaging decay); report it as a usage error
+    try:  # the settings check themselves (schedule, hop, frequency shift, averaging decay); report it as a usage error
         config = TrainConfig(
             data_dir=args.data_dir, out_dir=args.out, train_folds=tuple(args.train_folds),
             val_folds=tuple(args.val_folds), test_folds=tuple(args.test_folds), epochs=args.epochs,
@@ -124,7 +126,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
 
 def main(argv: list[str] | None = None) -> int:
     config, resume = parse_args(argv)
-    best = train(config, resume=resume)
+    try:
+        best = train(config, resume=resume)
+    except (CheckpointError, DatasetError) as error:  # a damaged last.pt or data folder: the message says which
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"served checkpoint: {best}")
     print(f"evaluate it with: python -m training.evaluate --checkpoint {best} --data-dir {config.data_dir} "
           f"--folds {' '.join(map(str, config.test_folds))}")  # fmt: skip
