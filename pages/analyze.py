@@ -40,6 +40,8 @@ def _take_inputs() -> None:
         if recording is not None and state.is_new_input(recording.file_id):
             with st.spinner("Decoding the recording…"):
                 state.ingest(recording.getvalue(), "microphone recording", "recording", model)
+    if uploaded is None and recording is None:  # a refused file was removed: its message goes with it
+        state.clear_input_error()
     with sample_tab:
         by_label = {clip.label: None for clip in resources.samples()}
         if not by_label:
@@ -102,7 +104,7 @@ def _show_clip(clip: state.Clip) -> None:
         if clip.duration > config.clip_seconds and clip.duration <= FULL_PLAYBACK_SECONDS:
             st.caption("The whole recording:")
             st.audio(clip.waveform, sample_rate=clip.sample_rate)
-        highlight = (start, end) if clip.duration > end else None
+        highlight = (start, end) if clip.duration > config.clip_seconds else None  # a window within a longer clip
         components.chart(plots.waveform_figure(clip.waveform, clip.sample_rate, highlight))
         st.markdown("**Log-mel spectrogram** — exactly the input the model sees")
         components.chart(plots.spectrogram_figure(result.logmel, input_axes(config)))

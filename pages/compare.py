@@ -40,10 +40,13 @@ def _class_samples() -> None:
 
 
 def _clip_choices() -> dict[str, state.Clip | str]:
-    """Session clips first (uploads, recordings, samples already analysed), then every bundled sample."""
+    """Session clips first, newest first (uploads, recordings, samples already analysed), then every
+    bundled sample. Uploads and recordings carry a short content id: two files called ``a.wav`` (or
+    two microphone recordings) are different clips and must stay two choices."""
     choices: dict[str, state.Clip | str] = {}
     for clip in reversed(state.clips()):
-        choices[f"{components.clip_title(clip)} ({clip.source})"] = clip
+        origin = clip.source if clip.source == "sample" else f"{clip.source} · {clip.id[:6]}"
+        choices[f"{components.clip_title(clip)} ({origin})"] = clip
     for sample in resources.samples():
         choices.setdefault(f"📦 {sample.name} · {plots.class_label(sample.label)}", str(sample.path))
     return choices
@@ -66,9 +69,12 @@ def _contrast(choices: dict[str, state.Clip | str], first: str) -> str:
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity; two silent (all-zero) maps are identical, one silent map shares nothing with a live one."""
     a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    norm = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / norm) if norm > 0 else 1.0
+    norm_a, norm_b = np.linalg.norm(a), np.linalg.norm(b)
+    if norm_a == 0 or norm_b == 0:
+        return 1.0 if norm_a == norm_b else 0.0
+    return float(a @ b / (norm_a * norm_b))
 
 
 def _two_clips() -> None:
@@ -76,10 +82,11 @@ def _two_clips() -> None:
     choices = _clip_choices()
     names = list(choices)
     if len(names) < 2:
-        st.info("Two clips are needed.")
+        st.info("Two clips are needed: upload or record another clip on the Analyze page.")
         return
     st.session_state.setdefault("compare_a", names[0])
-    st.session_state.setdefault("compare_b", _contrast(choices, names[0]))
+    if "compare_b" not in st.session_state:  # choosing the default analyses clip A: only once
+        st.session_state["compare_b"] = _contrast(choices, names[0])
     left, right = st.columns(2)
     name_a = left.selectbox("Clip A", names, key="compare_a")
     name_b = right.selectbox("Clip B", names, key="compare_b")
@@ -90,7 +97,11 @@ def _two_clips() -> None:
 
     for column, clip, result in ((left, clip_a, result_a), (right, clip_b, result_b)):
         with column:
-            st.caption(components.clip_caption(clip))
+            caption = components.clip_caption(clip)
+            if clip.duration > config.clip_seconds:  # a long clip is compared on its chosen window
+                start, end = state.window_span(clip, model, state.window_index(clip, model))
+                caption += f" · window {start:.1f}–{end:.1f} s"
+            st.caption(caption)
             components.top_predictions(result.prediction, 3)
     both = list(dict.fromkeys(
         [name for name, _ in result_a.prediction.ranked(3)] + [name for name, _ in result_b.prediction.ranked(3)]

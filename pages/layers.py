@@ -103,7 +103,9 @@ with left:
 with right:
     st.markdown(f"**Which bundled clips excite channel {channel} most?**")
     index = resources.cached_sample_index()
-    if index is None and st.button(
+    if not resources.samples():
+        st.caption("No bundled samples were found in assets/samples.")
+    elif index is None and st.button(
         f"Find them (runs the {len(resources.samples())} bundled clips through the model once)", key="build_index"
     ):
         resources.sample_index()

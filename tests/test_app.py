@@ -7,6 +7,7 @@ library computes for the same audio; they never depend on the model being right.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from audiocnn.labels import CLASS_NAMES, class_info
 from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.precision import bf16_pays_off
 from audiocnn.samples import list_samples
+from ui.plots import class_label
 
 TIMEOUT = 120  # seconds per script run: the first one loads the model (AppTest's default is 3 s)
 
@@ -73,6 +75,14 @@ def noise_wav(seconds: float, rate: int = 44100, channels: int = 2, seed: int = 
 def upload(at: AppTest, name: str, data: bytes, mime: str = "audio/wav") -> AppTest:
     at.file_uploader(key="upload").set_value((name, data, mime))
     return at.run()
+
+
+def waveform_highlight(at: AppTest) -> tuple[float, float] | None:
+    """The span shaded on the waveform chart (the window the page explains), None when none is."""
+    specs = [json.loads(chart.proto.spec) for chart in plotly_charts(at)]
+    waveform = next(s for s in specs if s["layout"].get("yaxis", {}).get("title", {}).get("text") == "Amplitude")
+    shapes = waveform["layout"].get("shapes", [])
+    return (shapes[0]["x0"], shapes[0]["x1"]) if shapes else None
 
 
 def window_slider(at: AppTest):
@@ -125,6 +135,7 @@ def test_upload_test_made_stereo_44k_wav(predictor):
     top = class_info(expected_top(predictor, data))
     assert top_lines(at)[0].startswith(f"**1. {top.emoji} {top.display_name}**")
     assert "2.0 s" in clip_caption(at)
+    assert waveform_highlight(at) is None  # the whole clip is the window: nothing to shade
 
 
 def test_long_upload_gets_a_timeline_and_the_window_drives_the_page(predictor):
@@ -134,9 +145,11 @@ def test_long_upload_gets_a_timeline_and_the_window_drives_the_page(predictor):
     assert len(window_slider(at).options) == 8  # 12 s, 5 s windows, 1 s hop
     window_slider(at).set_value(0).run()
     assert any(text.startswith("**Listen** (0.0–5.0 s") for text in markdown(at))
+    assert waveform_highlight(at) == (0.0, 5.0)
     window_slider(at).set_value(7).run()
     check_clean(at)
     assert any(text.startswith("**Listen** (7.0–12.0 s") for text in markdown(at))
+    assert waveform_highlight(at) == (7.0, 12.0)  # the last window, flush with the end, is shaded too
     waveform = load_audio(data, predictor.feature_config.sample_rate)
     last = predictor.predict(waveform[7 * 22050 : 12 * 22050])
     top = class_info(last.top_label)
@@ -211,11 +224,30 @@ def test_a_bad_file_keeps_the_previous_clip(sample):
     assert top_lines(at) == before
 
 
+def test_a_refusal_goes_away_with_its_file():
+    at = upload(new_app(), "broken.mp3", b"\xff\xfb" + b"\x00" * 100)
+    assert "broken.mp3" in at.error[0].value
+    at.file_uploader(key="upload").set_value(None).run()
+    check_clean(at)
+    assert not at.error
+
+
 def test_layers_without_a_clip_points_to_analyze():
     at = new_app()
     at.switch_page("pages/layers.py").run()
     check_clean(at)
     assert "No clip yet" in at.info[0].value
+
+
+def test_layers_without_bundled_samples_says_so(monkeypatch):
+    import ui.resources
+
+    at = upload(new_app(), "made.wav", noise_wav(2.0, seed=4))
+    monkeypatch.setattr(ui.resources, "samples", lambda: [])
+    at.switch_page("pages/layers.py").run()
+    check_clean(at)
+    assert any(c.value == "No bundled samples were found in assets/samples." for c in at.caption)
+    assert not [b for b in at.button if b.key == "build_index"]
 
 
 def test_layers_tree_navigation_and_channel_samples(predictor, sample):
@@ -256,7 +288,8 @@ def test_layers_tree_navigation_and_channel_samples(predictor, sample):
 
 
 def test_compare_class_samples_and_two_clips(predictor, sample):
-    at = upload(new_app(), "made.wav", noise_wav(3.0, seed=3))
+    made = noise_wav(3.0, seed=3)
+    at = upload(new_app(), "made.wav", made)
     at.switch_page("pages/compare.py").run()
     check_clean(at)
     at.selectbox(key="compare_class").set_value(sample.label).run()
@@ -266,7 +299,8 @@ def test_compare_class_samples_and_two_clips(predictor, sample):
 
     a, b = at.selectbox(key="compare_a"), at.selectbox(key="compare_b")
     assert a.value.startswith("📄 made.wav")
-    assert b.value.startswith("📦") and b.value != a.value  # a bundled clip of another class by default
+    assert b.value.startswith("📦")  # by default a bundled clip of another class than A's predicted one
+    assert not b.value.endswith(class_label(expected_top(predictor, made)))
     b.set_value(next(option for option in b.options if sample.name in option)).run()
     check_clean(at)
     top = class_info(expected_top(predictor, sample.path))
@@ -276,6 +310,22 @@ def test_compare_class_samples_and_two_clips(predictor, sample):
     check_clean(at)
     at.selectbox(key="compare_b").set_value(at.selectbox(key="compare_a").value).run()
     assert any("identical activations" in c.value for c in at.caption)
+
+
+def test_compare_keeps_two_uploads_of_the_same_name_apart():
+    at = upload(new_app(), "a.wav", noise_wav(3.0, seed=1))
+    at = upload(at, "a.wav", noise_wav(7.0, seed=2))  # the same name, another (longer) recording
+    at.switch_page("pages/compare.py").run()
+    check_clean(at)
+    clip_a = at.selectbox(key="compare_a")
+    same_name = [option for option in clip_a.options if option.startswith("📄 a.wav")]
+    assert len(same_name) == 2 and clip_a.value == same_name[0]  # newest first
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("upload · 7.0 s") and "window" in c for c in captions)  # the long one: which window
+    clip_a.set_value(same_name[1]).run()
+    check_clean(at)
+    assert any(c.value.startswith("upload · 3.0 s") for c in at.caption)
+    assert not any(c.value.startswith("upload · 7.0 s") for c in at.caption)
 
 
 def test_model_page_without_metrics(monkeypatch, tmp_path):
@@ -296,7 +346,7 @@ def test_model_page_with_metrics(monkeypatch, tmp_path, predictor):
 
     names = list(predictor.class_names)
     confusion = np.eye(50, dtype=int) * 7
-    confusion[0, 0], confusion[0, 1] = 5, 2
+    confusion[0, 0], confusion[0, 10] = 5, 2  # two dogs heard as rain, a class outside the Animals category
     metrics = {
         "checkpoint": "assets/model.pt", "folds": [5], "num_clips": int(confusion.sum()),
         "accuracy": float(np.trace(confusion) / confusion.sum()),
@@ -317,8 +367,19 @@ def test_model_page_with_metrics(monkeypatch, tmp_path, predictor):
     pairs = at.dataframe[-1].value
     assert len(pairs) == 1 and pairs["clips"].iloc[0] == 2
     at.selectbox(key="confusion_category").set_value("Animals").run()
+    check_clean(at)
+    assert confusion_shown(at)[0][0] == pytest.approx(5 / 7)  # share of all 7 dogs, not of the 5 in view
     at.toggle(key="confusion_normalise").set_value(False).run()
     check_clean(at)
+    assert confusion_shown(at)[0][0] == 5
+
+
+def confusion_shown(at: AppTest) -> np.ndarray:
+    """The confusion heatmap's values, as the browser gets them (Plotly sends arrays base64-encoded)."""
+    specs = [json.loads(chart.proto.spec) for chart in plotly_charts(at)]
+    z = next(spec["data"][0]["z"] for spec in specs if spec["data"][0]["type"] == "heatmap")
+    shape = [int(n) for n in z["shape"].split(",")]
+    return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
 
 
 def test_cv_summary_of_a_complete_cross_validation_and_of_none():

@@ -110,8 +110,19 @@ def test_figures_build():
     grid = channel_grid_figure(np.ones((5, 4, 7)), [f"ch {i}" for i in range(5)], map_axes(config, (4, 7), (32, 32)),
                                activation_scale(np.ones(1), True))  # fmt: skip
     assert len(grid.data) == 5 and all(trace.coloraxis == "coloraxis" for trace in grid.data)
-    confusion = confusion_figure(np.eye(3, dtype=int), ["dog", "cat", "cow"], normalise=True)
-    assert confusion.data[0].z.max() == 1.0
+
+
+def test_confusion_shares_are_shares_of_the_whole_true_class():
+    confusion = np.array([[6, 2], [1, 3]])  # unequal rows: shares and counts differ
+    figure = confusion_figure(confusion, ["dog", "cat"], normalise=True)
+    np.testing.assert_allclose(figure.data[0].z, [[0.75, 0.25], [0.25, 0.75]])
+    assert figure.data[0].colorbar.title.text == "share of row"
+    counts = confusion_figure(confusion, ["dog", "cat"], normalise=False)
+    np.testing.assert_array_equal(counts.data[0].z, confusion)
+    # A subset of the classes (a category) keeps the shares of the full rows: 6 of 8 dogs, not 6 of 6.
+    subset = confusion_figure(confusion[:1, :1], ["dog"], normalise=True, row_totals=confusion.sum(axis=1)[:1])
+    np.testing.assert_allclose(subset.data[0].z, [[0.75]])
+    np.testing.assert_allclose(subset.data[0].customdata[0, 0], [6, 0.75])
 
 
 def test_sample_index_ranks_clips_per_channel(tiny_checkpoint):

@@ -106,7 +106,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
                         help="log-mel hop in samples (default 512, 23 ms); time masks keep their length in seconds")
     parser.add_argument("--device", default=TrainConfig.device, help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--cache-dir", default=None, help="log-mel cache folder (default: <out>/cache)")
-    parser.add_argument("--no-cache", action="store_true", help="recompute log-mels (slow, for comparison)")
+    parser.add_argument("--no-cache", action="store_true", help="keep the log-mels in memory only (no cache file)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     args = parser.parse_args(argv)

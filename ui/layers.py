@@ -35,7 +35,6 @@ class NodeStats:
 
     mean: float
     maximum: float
-    minimum: float
     share_zero: float  # exactly zero (post-ReLU: switched off)
     share_negative: float  # below zero (pre-ReLU: what the next ReLU would switch off)
 
@@ -44,7 +43,6 @@ def node_stats(values: np.ndarray) -> NodeStats:
     return NodeStats(
         float(values.mean()),
         float(values.max()),
-        float(values.min()),
         float(np.mean(values == 0)),
         float(np.mean(values < 0)),
     )

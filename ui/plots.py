@@ -256,11 +256,20 @@ def probability_comparison_figure(
 
 
 def confusion_figure(
-    confusion: np.ndarray, class_names: Sequence[str], normalise: bool, height: int = 800
+    confusion: np.ndarray,
+    class_names: Sequence[str],
+    normalise: bool,
+    height: int = 800,
+    row_totals: np.ndarray | None = None,
 ) -> go.Figure:
-    """Rows = true class, columns = predicted; hover gives the count and the share of the true class."""
+    """Rows = true class, columns = predicted; hover gives the count and the share of the true class.
+
+    ``row_totals`` are the clips of each true class in the whole matrix: a subset of the columns
+    misses the clips predicted outside it, so its own row sums would inflate every share.
+    """
     counts = np.asarray(confusion, dtype=np.float64)
-    totals = counts.sum(axis=1, keepdims=True)
+    totals = counts.sum(axis=1) if row_totals is None else np.asarray(row_totals, dtype=np.float64)
+    totals = totals[:, None]
     shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     labels = [class_label(name) for name in class_names]
     fig = go.Figure(

@@ -1,10 +1,11 @@
 """The current clip and everything computed for it, kept in plain ``st.session_state`` keys.
 
 Widget state is dropped when a page is left; these keys are not, so the clip chosen on
-Analyze is the one Layers and Compare show. Each (clip, window) is analysed once (one
-forward and one backward pass give the prediction, every activation and Grad-CAM for
-every stage); reruns and other pages reuse that result. Caches are small LRUs because
-one analysis holds about 15 MB of activations.
+Analyze is the one Layers and Compare show. Each (clip, window) is analysed once (the
+forward passes of its test-time views and one backward pass give the prediction, every
+activation and Grad-CAM for every stage); reruns and other pages reuse that result.
+Caches are small LRUs because one analysis of the shipped model holds about 61 MB of
+activations: ``MAX_ANALYSES`` bounds a browser session near 250 MB.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ INPUT_ERROR = "audiocnn_input_error"
 SEEN_INPUTS = "audiocnn_seen_inputs"
 
 MAX_CLIPS = 8
-MAX_ANALYSES = 6
+MAX_ANALYSES = 4  # Compare's two clips, the clip on screen and one more window
 MAX_EXPLANATIONS = 24
 MAX_TIMELINE_WINDOWS = 150
 """Windows in a timeline at most: the hop grows beyond 1 s for very long recordings."""
@@ -84,13 +85,10 @@ def clips() -> list[Clip]:
     return list(_store(CLIPS).values())
 
 
-def add_clip(clip: Clip, make_current: bool = True) -> Clip:
+def add_clip(clip: Clip) -> Clip:
+    """Remember a clip (the oldest beyond ``MAX_CLIPS`` is forgotten) and make it the one on screen."""
     _remember(CLIPS, clip.id, clip, MAX_CLIPS)
-    current = st.session_state.get(CURRENT)
-    if current and current not in _store(CLIPS):  # never evict the clip on screen
-        st.session_state[CURRENT] = clip.id
-    if make_current:
-        st.session_state[CURRENT] = clip.id
+    st.session_state[CURRENT] = clip.id
     return clip
 
 
@@ -100,6 +98,11 @@ def current_clip() -> Clip | None:
 
 def input_error() -> str | None:
     return st.session_state.get(INPUT_ERROR)
+
+
+def clear_input_error() -> None:
+    """Forget a refused input once its widget no longer holds it (removed, or the page was left)."""
+    st.session_state.pop(INPUT_ERROR, None)
 
 
 def _wav_rate(data: bytes) -> int | None:
@@ -131,7 +134,7 @@ def ingest(data: bytes, name: str, source: str, model: Predictor) -> Clip | None
     except AudioError as error:
         st.session_state[INPUT_ERROR] = f"{name}: {error}"
         return None
-    st.session_state.pop(INPUT_ERROR, None)
+    clear_input_error()
     return add_clip(clip)
 
 
@@ -149,7 +152,7 @@ def sample_clip(sample: SampleClip, waveform: np.ndarray, sample_rate: int) -> C
 
 
 def use_clip(clip: Clip) -> None:
-    st.session_state.pop(INPUT_ERROR, None)
+    clear_input_error()
     add_clip(clip)
 
 
