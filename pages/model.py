@@ -63,6 +63,12 @@ def _held_out_evaluation() -> None:
         )
         return
 
+    if not resources.metrics_describe(metrics, model):
+        st.warning(
+            "assets/metrics.json was computed for another checkpoint than the one loaded (its training "
+            "facts or class names differ): the figures below describe that model. Re-evaluate this one with "
+            "`python -m training.evaluate --data-dir <ESC-50 folder> --folds 5 --output assets/metrics.json`."
+        )
     names = metrics["class_names"]
     confusion = np.asarray(metrics["confusion"], dtype=np.int64)
     totals = confusion.sum(axis=1)  # clips of each true class

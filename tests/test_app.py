@@ -360,6 +360,7 @@ def test_model_page_with_metrics(monkeypatch, tmp_path, predictor):
     at = new_app()
     at.switch_page("pages/model.py").run()
     check_clean(at)
+    assert not at.warning  # no training facts to contradict the loaded checkpoint
     shown = {m.label: m.value for m in at.metric}
     assert shown["Accuracy"] == f"{metrics['accuracy']:.1%}"
     assert any(c.value == "Cross-validation so far (2 of 5 folds) of this recipe, each fold held out by its own "
@@ -372,6 +373,21 @@ def test_model_page_with_metrics(monkeypatch, tmp_path, predictor):
     at.toggle(key="confusion_normalise").set_value(False).run()
     check_clean(at)
     assert confusion_shown(at)[0][0] == 5
+
+
+def test_model_page_warns_when_the_metrics_belong_to_another_checkpoint(monkeypatch, tmp_path, predictor):
+    import ui.resources
+
+    shipped = json.loads(ui.resources.METRICS_PATH.read_text())
+    assert ui.resources.metrics_describe(shipped, predictor)  # the shipped pair belongs together
+    retrained = {**shipped, "training": {**shipped["training"], "seed": 7, "training_seconds": 60.0}}
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(retrained))
+    monkeypatch.setattr(ui.resources, "METRICS_PATH", path)
+    at = new_app()
+    at.switch_page("pages/model.py").run()
+    check_clean(at)
+    assert "computed for another checkpoint" in at.warning[0].value
 
 
 def confusion_shown(at: AppTest) -> np.ndarray:

@@ -105,6 +105,16 @@ def metrics() -> dict[str, Any] | None:
     return _read_metrics(str(METRICS_PATH), METRICS_PATH.stat().st_mtime)
 
 
+def metrics_describe(metrics: dict[str, Any], model: Predictor) -> bool:
+    """Whether a metrics file was computed for the loaded checkpoint: the training facts it copied
+    from its checkpoint (seed, folds, training time, code version...) and the class names must be
+    this checkpoint's. A retrained ``assets/model.pt`` next to old metrics fails this."""
+    metadata = model.checkpoint.metadata
+    training = metrics.get("training") or {}
+    same_run = all(metadata.get(key) == value for key, value in training.items())
+    return same_run and list(metrics.get("class_names", [])) == list(model.class_names)
+
+
 @st.cache_resource(show_spinner=False)
 def architecture() -> pd.DataFrame:
     """One row per module: the node it produces, its type, output shape and parameter count."""
