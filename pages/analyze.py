@@ -1,5 +1,6 @@
 """Analyze (landing page): bring a sound, hear and see it, read the ranked predictions and why."""
 
+import numpy as np
 import streamlit as st
 
 from audiocnn.audio import MAX_DURATION_SECONDS, MAX_FILE_BYTES
@@ -68,11 +69,11 @@ def _choose_window(clip: state.Clip) -> int:
         st.session_state[key] = index
     top = [int(i) for i in timeline.mean.order[:5]]
     chart = st.container()
+    # The last window ends flush with the clip: just over 5 s, it starts a few hundredths after the first.
+    digits = 2 if np.min(np.diff(timeline.starts)) < 0.1 else 1
+    spans = [f"{start:.{digits}f}–{start + timeline.window_seconds:.{digits}f} s" for start in timeline.starts]
     index = st.select_slider(
-        "Window the rest of the page explains",
-        options=list(range(len(timeline.starts))),
-        format_func=lambda i: f"{timeline.starts[i]:.1f}–{timeline.starts[i] + timeline.window_seconds:.1f} s",
-        key=key,
+        "Window the rest of the page explains", options=list(range(len(spans))), format_func=spans.__getitem__, key=key
     )
     state.set_window_index(clip, index)
     st.caption(

@@ -156,6 +156,12 @@ def test_long_upload_gets_a_timeline_and_the_window_drives_the_page(predictor):
     assert top_lines(at)[0].startswith(f"**1. {top.emoji} {top.display_name}**")
 
 
+def test_windows_of_a_clip_just_over_the_window_get_distinct_labels():
+    at = upload(new_app(), "barely.wav", noise_wav(5.02, rate=22050, channels=1, seed=5))
+    check_clean(at)
+    assert window_slider(at).options == ["0.00–5.00 s", "0.02–5.02 s"]
+
+
 def test_microphone_recording_reads_the_rate_from_the_header(predictor):
     data = noise_wav(1.5, rate=44100, channels=1, seed=2)
     at = new_app()
