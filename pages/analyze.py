@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from audiocnn.audio import MAX_DURATION_SECONDS, MAX_FILE_BYTES
+from audiocnn.audio import MAX_DURATION_SECONDS, MAX_FILE_BYTES, SILENCE_PEAK
 from audiocnn.explain import CAM_LAYERS, DEFAULT_CAM_LAYER
 from ui import components, plots, resources, state
 from ui.axes import cell_milliseconds, input_axes, node_strides
@@ -97,14 +97,19 @@ def _show_clip(clip: state.Clip) -> None:
     with st.spinner("Analysing…"):
         result = state.analysis(clip, model, index)
     prediction = result.prediction
+    if np.max(np.abs(result.waveform)) < SILENCE_PEAK:  # the clip has sound, but not in this window
+        st.warning(
+            "This window is silent (no sound above -80 dBFS): the prediction below means nothing. "
+            "Pick another window on the timeline above."
+        )
 
     sound, ranking = st.columns([3, 2], gap="large")
     with sound:
         st.markdown(f"**Listen** ({start:.1f}–{end:.1f} s, as the model hears it at {config.sample_rate} Hz)")
-        st.audio(result.waveform, sample_rate=config.sample_rate)
+        components.player(result.waveform, config.sample_rate)
         if clip.duration > config.clip_seconds and clip.duration <= FULL_PLAYBACK_SECONDS:
             st.caption("The whole recording:")
-            st.audio(clip.waveform, sample_rate=clip.sample_rate)
+            components.player(clip.waveform, clip.sample_rate)
         highlight = (start, end) if clip.duration > config.clip_seconds else None  # a window within a longer clip
         components.chart(plots.waveform_figure(clip.waveform, clip.sample_rate, highlight))
         st.markdown("**Log-mel spectrogram** — exactly the input the model sees")

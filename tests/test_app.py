@@ -156,6 +156,19 @@ def test_long_upload_gets_a_timeline_and_the_window_drives_the_page(predictor):
     assert top_lines(at)[0].startswith(f"**1. {top.emoji} {top.display_name}**")
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # e.g. a player dividing the silent window by its peak
+def test_a_silent_window_of_a_long_recording_is_flagged():
+    sound = load_audio(noise_wav(6.0, rate=22050, channels=1, seed=6), 22050)
+    data = audio_bytes(np.concatenate([sound, np.zeros(6 * 22050, np.float32)])[:, None], 22050)
+    at = upload(new_app(), "then_quiet.wav", data)
+    window_slider(at).set_value(0).run()
+    check_clean(at)
+    assert not at.warning
+    window_slider(at).set_value(len(window_slider(at).options) - 1).run()  # 7-12 s: nothing but zeros
+    check_clean(at)
+    assert "This window is silent" in at.warning[0].value
+
+
 def test_windows_of_a_clip_just_over_the_window_get_distinct_labels():
     at = upload(new_app(), "barely.wav", noise_wav(5.02, rate=22050, channels=1, seed=5))
     check_clean(at)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pandas as pd
+import soundfile as sf
 import streamlit as st
 
 from audiocnn.inference import Prediction
@@ -101,6 +105,14 @@ def sidebar_summary() -> None:
         if result is not None:
             top = result.prediction
             st.caption(f"Prediction: {class_label(top.top_label)} ({top.probabilities[top.top_index]:.0%})")
+
+
+def player(waveform: np.ndarray, sample_rate: int) -> None:
+    """An audio player at the clip's own level. ``st.audio`` scales a NumPy array to its peak: a
+    quiet recording would play loud, and an all-zero window (a division by zero) as noise."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(waveform, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
+    st.audio(buffer.getvalue(), format="audio/wav")
 
 
 def chart(figure) -> None:
