@@ -161,13 +161,6 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     return samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
 
 
-def resample(signal: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """High-quality resampling (soxr, as used to make the 22.05 kHz ESC-50 copy)."""
-    if orig_rate == target_rate:
-        return signal.astype(np.float32, copy=False)
-    return soxr.resample(signal, orig_rate, target_rate, quality="HQ").astype(np.float32)
-
-
 SILENCE_PEAK = 1e-4
 """Peak amplitude (-80 dBFS) under which a recording counts as silent: nothing to classify."""
 
@@ -250,10 +243,3 @@ def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
     count = math.ceil((num_samples - window) / hop) + 1
     starts = [min(i * hop, num_samples - window) for i in range(count)]
     return sorted(set(starts))
-
-
-def sliding_windows(signal: np.ndarray, window: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cut a long signal into overlapping windows -> (windows (N, window), start samples)."""
-    starts = window_starts(signal.shape[0], window, hop)
-    windows = np.stack([fit_to_length(signal[s : s + window], window) for s in starts])
-    return windows, np.asarray(starts)

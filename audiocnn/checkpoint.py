@@ -120,6 +120,7 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> LoadedCheckpoint:
         feature_config = FeatureConfig.from_dict(payload["feature_config"])
         class_names = [str(name) for name in payload["class_names"]]
         state_dict = payload["state_dict"]
+        metadata = payload.get("metadata") or {}
     except (ModelConfigError, FeatureConfigError) as error:
         raise CheckpointError(f"Checkpoint {path} is incompatible with this code: {error}") from error
     except (KeyError, TypeError, ValueError) as error:
@@ -129,6 +130,8 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> LoadedCheckpoint:
             f"Checkpoint {path} lists {len(class_names)} class names for a model with "
             f"{model_config.num_classes} outputs."
         )
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"Checkpoint {path} has malformed metadata: a {type(metadata).__name__}, not a dict.")
     _check_weights(path, model_config, state_dict)
     model = AudioCNN(model_config)
     try:
@@ -138,7 +141,7 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> LoadedCheckpoint:
             f"Checkpoint {path} weights do not match its declared architecture: {_first_line(error)}"
         ) from error
     model.eval()
-    return LoadedCheckpoint(model, feature_config, class_names, dict(payload.get("metadata") or {}), path)
+    return LoadedCheckpoint(model, feature_config, class_names, metadata, path)
 
 
 MAX_BLOCKS = 64
@@ -157,7 +160,7 @@ def _check_weights(path: Path, config: ModelConfig, state_dict: Any) -> None:
             f"Checkpoint {path} declares an implausibly large network (blocks {list(config.blocks)}, "
             f"widths {list(config.widths)}); refused before building it."
         )
-    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+    if not isinstance(state_dict, dict) or not all(_is_dense_weight(k, v) for k, v in state_dict.items()):
         raise CheckpointError(f"Checkpoint {path} weights do not match its declared architecture: not a tensor dict")
     with torch.device("meta"):
         expected = {name: tuple(t.shape) for name, t in AudioCNN(config).state_dict().items()}
@@ -171,3 +174,13 @@ def _check_weights(path: Path, config: ModelConfig, state_dict: Any) -> None:
     broken = [name for name, t in state_dict.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if broken:
         raise CheckpointError(f"Checkpoint {path} has NaN or infinite weights (in {broken[0]}); it is corrupt.")
+
+
+def _is_dense_weight(name: Any, value: Any) -> bool:
+    """A named, ordinary CPU tensor: sparse or meta tensors load without error but break every check after."""
+    return (
+        isinstance(name, str)
+        and isinstance(value, torch.Tensor)
+        and value.layout == torch.strided
+        and value.device.type == "cpu"
+    )

@@ -48,8 +48,12 @@ def cams_from_forward(
     """Grad-CAM maps from a forward pass already taken with activations (one backward pass).
 
     Lets a caller that needed the forward anyway (a full analysis) reuse it; ``layers``
-    defaults to those of ``CAM_LAYERS`` the model has.
+    defaults to those of ``CAM_LAYERS`` the model has. ``class_index`` must be in range: a negative one
+    would count from the end and silently explain another class.
     """
+    num_classes = logits.shape[-1]
+    if not 0 <= class_index < num_classes:
+        raise ValueError(f"class_index {class_index} is out of range for {num_classes} classes")
     if layers is None:
         layers = [name for name in CAM_LAYERS if name in activations]
     targets = [activations[name] for name in layers]

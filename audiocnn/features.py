@@ -17,6 +17,10 @@ from torch import nn
 
 SUPPORTED_FEATURE_VERSION = 1
 
+MAX_N_FFT = 16384
+"""Largest FFT accepted: 85 ms even at 192 kHz, far above any useful window, far below one whose
+buffers (window, filterbank, padded frames) would exhaust memory."""
+
 
 class FeatureConfigError(ValueError):
     """A feature configuration this code cannot reproduce faithfully."""
@@ -46,6 +50,10 @@ class FeatureConfig:
             problems.append(f"clip_seconds {self.clip_seconds}")
         if self.n_fft < 16 or not 1 <= self.hop_length <= self.n_fft:
             problems.append(f"n_fft {self.n_fft} / hop_length {self.hop_length}")
+        if self.n_fft > MAX_N_FFT:
+            problems.append(f"n_fft {self.n_fft} (at most {MAX_N_FFT})")
+        elif self.n_fft // 2 >= self.clip_samples:  # the centred STFT reflect-pads n_fft // 2 samples each side
+            problems.append(f"n_fft {self.n_fft} for a {self.clip_samples}-sample clip (n_fft // 2 must be shorter)")
         if not 8 <= self.n_mels <= 512:
             problems.append(f"n_mels {self.n_mels}")
         if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import check_not_silent, fit_to_length, load_audio, sanitize, sliding_windows
+from .audio import check_not_silent, fit_to_length, load_audio, sanitize, window_starts
 from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .explain import cams_from_forward, grad_cam
 from .features import FeatureConfig, LogMel
@@ -50,7 +50,13 @@ class Prediction:
         return self.class_names[self.top_index]
 
     def ranked(self, top_k: int | None = None) -> list[tuple[str, float]]:
-        order = self.order[: top_k if top_k else len(self.order)]
+        """(label, probability) of the ``top_k`` most likely classes, or of all of them when ``None``.
+
+        ``top_k`` below 1 is refused: a negative one would slice from the end and silently drop classes.
+        """
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be at least 1 (or None for every class), not {top_k}")
+        order = self.order if top_k is None else self.order[:top_k]
         return [(self.class_names[i], float(self.probabilities[i])) for i in order]
 
 
@@ -191,15 +197,21 @@ class Predictor:
         return self.timeline(waveform).mean
 
     def timeline(self, waveform: np.ndarray, hop_seconds: float = 1.0) -> Timeline:
-        """Probabilities of overlapping model windows (hop ``hop_seconds``) over a recording."""
+        """Probabilities of overlapping model windows (hop ``hop_seconds``) over a recording.
+
+        Each batch cuts its ``WINDOW_BATCH`` windows from the recording as it goes, so memory is that of one
+        batch however long the file (all windows of 10 minutes at a 1 s hop at once would be 263 MB).
+        """
+        if not hop_seconds > 0:
+            raise ValueError(f"hop_seconds must be positive, not {hop_seconds}")
         config = self.feature_config
-        hop = max(1, round(hop_seconds * config.sample_rate))
-        windows, starts = sliding_windows(waveform, config.clip_samples, hop)
+        length = config.clip_samples
+        starts = window_starts(waveform.shape[0], length, max(1, round(hop_seconds * config.sample_rate)))
         probabilities = np.concatenate([
-            self._probabilities(self.logmel(windows[i : i + WINDOW_BATCH]))
-            for i in range(0, len(windows), WINDOW_BATCH)
+            self._probabilities(self.logmel([waveform[s : s + length] for s in starts[i : i + WINDOW_BATCH]]))
+            for i in range(0, len(starts), WINDOW_BATCH)
         ])  # fmt: skip
-        return Timeline(starts / config.sample_rate, config.clip_seconds, probabilities, self.class_names)
+        return Timeline(np.asarray(starts) / config.sample_rate, config.clip_seconds, probabilities, self.class_names)
 
     def analyze(
         self,

@@ -7,6 +7,7 @@ never see each other's tensors.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -47,12 +48,14 @@ class ModelConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
+        object.__setattr__(self, "num_classes", _whole("num_classes", self.num_classes, minimum=2))
+        object.__setattr__(self, "stem_channels", _whole("stem_channels", self.stem_channels, minimum=1))
         if self.architecture != "audiocnn-resnet-v1":
             raise ModelConfigError(f"unknown architecture {self.architecture!r}")
         if len(self.widths) != len(self.blocks) or not self.widths:
             raise ModelConfigError("widths and blocks must be non-empty and of equal length")
-        if min(self.widths) < 1 or min(self.blocks) < 1 or self.num_classes < 2:
-            raise ModelConfigError("widths, blocks and num_classes must be positive")
+        if min(self.widths) < 1 or min(self.blocks) < 1:
+            raise ModelConfigError("widths and blocks must be positive")
         if self.pooling not in POOLINGS:
             raise ModelConfigError(f"unknown pooling {self.pooling!r}; expected one of {sorted(POOLINGS)}")
         if not isinstance(self.stem_pool, bool):
@@ -74,6 +77,21 @@ class ModelConfig:
         return cls(**data)
 
 
+def _whole(name: str, value: Any, minimum: int) -> int:
+    """``value`` as a plain int of at least ``minimum``.
+
+    Floats and strings are refused rather than truncated: a checkpoint declaring
+    ``stem_channels: 2.5`` is malformed, and building it would fail deep inside torch.
+    """
+    try:
+        whole = int(operator.index(value))
+    except TypeError:
+        raise ModelConfigError(f"{name} must be an integer, not {value!r}") from None
+    if whole < minimum:
+        raise ModelConfigError(f"{name} must be at least {minimum}, not {whole}")
+    return whole
+
+
 class ResidualBlock(nn.Module):
     """Two 3x3 conv-BN stages plus a (projected when the shape changes) shortcut."""
 
@@ -89,7 +107,6 @@ class ResidualBlock(nn.Module):
                 nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
                 nn.BatchNorm2d(out_channels),
             )
-        self.stride = stride
 
     def forward(self, x: torch.Tensor, capture: Activations | None = None, prefix: str = "") -> torch.Tensor:
         conv1 = self.conv1(x)

@@ -23,20 +23,17 @@ class SampleClip:
 
 
 def list_samples(directory: str | Path = SAMPLES_DIR) -> list[SampleClip]:
-    """All bundled clips in class order; empty when the folder is absent."""
+    """All bundled clips in class order; empty when the folder is absent.
+
+    Rows whose audio file is missing are skipped: the app offers only clips it can open.
+    """
     directory = Path(directory)
     index = directory / "index.csv"
     if not index.is_file():
         return []
     with index.open(newline="", encoding="utf-8") as handle:
-        return [
+        clips = [
             SampleClip(directory / row["file"], row["label"], int(row["target"]), int(row["fold"]), row["attribution"])
             for row in csv.DictReader(handle)
         ]
-
-
-def samples_by_label(directory: str | Path = SAMPLES_DIR) -> dict[str, list[SampleClip]]:
-    grouped: dict[str, list[SampleClip]] = {}
-    for clip in list_samples(directory):
-        grouped.setdefault(clip.label, []).append(clip)
-    return grouped
+    return [clip for clip in clips if clip.path.is_file()]

@@ -20,6 +20,7 @@ import torch
 from conftest import ROOT, TINY_MODEL
 
 from audiocnn.checkpoint import CheckpointError, checkpoint_payload, load_checkpoint
+from audiocnn.cli import main
 from audiocnn.features import FeatureConfig
 from audiocnn.inference import Predictor
 from audiocnn.labels import CLASS_NAMES
@@ -174,6 +175,38 @@ def _unsupported_features(payload: dict) -> None:
     payload["feature_config"].update(n_mels=4, top_db=-1.0)
 
 
+def _negative_stem(payload: dict) -> None:
+    payload["model_config"]["stem_channels"] = -1
+
+
+def _fractional_stem(payload: dict) -> None:
+    payload["model_config"]["stem_channels"] = 2.5
+
+
+def _float_class_count(payload: dict) -> None:
+    payload["model_config"]["num_classes"] = 50.0
+
+
+def _list_metadata(payload: dict) -> None:
+    payload["metadata"] = [1, 2]
+
+
+def _string_metadata(payload: dict) -> None:
+    payload["metadata"] = "seed=0"
+
+
+def _numbered_weight(payload: dict) -> None:
+    payload["state_dict"][0] = payload["state_dict"].pop("stem.0.weight")
+
+
+def _sparse_weight(payload: dict) -> None:
+    payload["state_dict"]["stem.0.weight"] = payload["state_dict"]["stem.0.weight"].to_sparse()
+
+
+def _meta_weight(payload: dict) -> None:
+    payload["state_dict"]["stem.0.weight"] = payload["state_dict"]["stem.0.weight"].to("meta")
+
+
 @pytest.mark.parametrize(
     ("change", "match"),
     [
@@ -186,10 +219,20 @@ def _unsupported_features(payload: dict) -> None:
         (_huge_declared, "implausibly large network"),
         (_deep_declared, "implausibly large network"),
         (_unsupported_features, "unsupported feature config: n_mels 4; top_db -1.0"),
+        (_negative_stem, "incompatible with this code: stem_channels must be at least 1, not -1"),
+        (_fractional_stem, "incompatible with this code: stem_channels must be an integer, not 2.5"),
+        (_float_class_count, "incompatible with this code: num_classes must be an integer, not 50.0"),
+        (_list_metadata, "malformed metadata: a list, not a dict"),
+        (_string_metadata, "malformed metadata: a str, not a dict"),
+        (_numbered_weight, "weights do not match its declared architecture: not a tensor dict"),
+        pytest.param(_sparse_weight, "weights do not match its declared architecture: not a tensor dict",
+                     marks=pytest.mark.filterwarnings("ignore:Validating sparse tensor invariants")),
+        (_meta_weight, "weights do not match its declared architecture: not a tensor dict"),
     ],
     ids=["other-network", "class-count", "wider", "string-weights", "nan", "inf-running-var", "huge", "deep",
-         "features"],
-)
+         "features", "negative-stem", "fractional-stem", "float-class-count", "list-metadata", "string-metadata",
+         "numbered-weight", "sparse-weight", "meta-weight"],
+)  # fmt: skip
 def test_incompatible_or_poisoned_weights_are_refused(good: dict, tmp_path: Path, change, match: str) -> None:
     change(good)
     _refused(_save(tmp_path / "bad.pt", good), match)
@@ -209,3 +252,13 @@ def test_cli_refuses_a_malicious_checkpoint_without_running_it(good: dict, tmp_p
     assert completed.returncode == 2
     assert stderr.startswith("error: Refused to load") and "Traceback" not in stderr
     assert not marker.exists()
+
+
+def test_cli_refuses_a_crafted_config_with_its_reason(good: dict, tmp_path: Path, capsys) -> None:
+    """The CLI catches only ``CheckpointError``: a crafted config must not escape as another error."""
+    _negative_stem(good)
+    path = _save(tmp_path / "crafted.pt", good)
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF")  # never read: the checkpoint is refused first
+    assert main(["predict", str(clip), "--checkpoint", str(path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: Checkpoint {path} is incompatible with this code: stem_channels")

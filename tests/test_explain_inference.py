@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -9,7 +11,9 @@ import pytest
 import torch
 from conftest import audio_bytes, tone
 
+from audiocnn.checkpoint import load_checkpoint
 from audiocnn.explain import CAM_LAYERS, grad_cam
+from audiocnn.features import FeatureConfig
 from audiocnn.inference import WINDOW_BATCH, Predictor
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import activation_tree
@@ -50,7 +54,11 @@ def test_prediction_is_a_ranked_distribution(predictor):
     scores = [p for _, p in ranked]
     assert scores == sorted(scores, reverse=True)
     assert prediction.ranked(5) == ranked[:5]
+    assert prediction.ranked(500) == ranked
     assert prediction.top_label == ranked[0][0] == CLASS_NAMES[prediction.top_index]
+    for top_k in (0, -1):  # a negative top_k used to slice from the end and drop the least likely classes
+        with pytest.raises(ValueError, match=f"top_k must be at least 1 .* not {top_k}"):
+            prediction.ranked(top_k)
 
 
 def test_prediction_averages_time_rolled_views(tiny_checkpoint):
@@ -94,6 +102,26 @@ def test_timeline_windows_of_a_12_second_recording(predictor):
     np.testing.assert_allclose(timeline.mean.probabilities, timeline.probabilities.mean(axis=0))
     assert predictor.timeline(recording, hop_seconds=2.5).starts.tolist() == [0, 2.5, 5, 7]
     assert predictor.timeline(noise(3.0, 4)).starts.tolist() == [0]
+    for hop in (0.0, -1.0, float("nan")):  # each used to become a silent 1-sample hop
+        with pytest.raises(ValueError, match="hop_seconds must be positive"):
+            predictor.timeline(recording[: 5 * RATE + 10], hop_seconds=hop)
+
+
+def test_timeline_memory_is_bounded_by_one_batch(tiny_checkpoint):
+    """A long recording's windows are cut batch by batch, never all at once."""
+    features = FeatureConfig(sample_rate=8000, clip_seconds=1.0, n_fft=256, hop_length=128, n_mels=16, f_max=4000.0)
+    predictor = Predictor(dataclasses.replace(load_checkpoint(tiny_checkpoint), feature_config=features), views=1)
+    recording = (0.2 * np.random.default_rng(0).standard_normal(120 * 8000)).astype(np.float32)
+    batch_bytes = WINDOW_BATCH * features.clip_samples * 4
+    tracemalloc.start()
+    try:
+        timeline = predictor.timeline(recording, hop_seconds=0.05)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    windows = len(timeline.starts)
+    assert windows == 2381 and windows * features.clip_samples * 4 > 100 * batch_bytes  # all at once: 76 MB
+    assert peak < 8 * batch_bytes + 2 * timeline.probabilities.nbytes  # a few copies of one batch, plus the result
 
 
 def test_predict_file_averages_long_recordings(predictor):
@@ -143,6 +171,19 @@ def test_explain_another_class(predictor):
 def test_grad_cam_validates_input(predictor):
     with pytest.raises(ValueError, match="single clip"):
         grad_cam(predictor.model, torch.zeros(2, 1, 128, 216), 0)
+
+
+@pytest.mark.parametrize("class_index", [-1, 50, 1000])
+def test_out_of_range_classes_are_refused(predictor, class_index):
+    """-1 used to explain class 49 silently; every entry point refuses it instead."""
+    clip = noise(5.0, 8)
+    match = f"class_index {class_index} is out of range for 50 classes"
+    with pytest.raises(ValueError, match=match):
+        predictor.explain(clip, class_index)
+    with pytest.raises(ValueError, match=match):
+        predictor.analyze(clip, cam_class=class_index)
+    with pytest.raises(ValueError, match=match):
+        grad_cam(predictor.model, predictor.logmel(clip), class_index)
 
 
 def test_concurrent_calls_share_one_predictor(predictor):

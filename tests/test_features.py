@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 from conftest import tone
 
-from audiocnn.features import FeatureConfig, FeatureConfigError, LogMel
+from audiocnn.features import MAX_N_FFT, FeatureConfig, FeatureConfigError, LogMel
 from audiocnn.inference import Predictor
 from training.data import Clip, compute_logmels, read_metadata
 
@@ -92,3 +92,17 @@ def test_feature_config_round_trip_and_validation():
     for bad in ({"version": 2}, {"f_max": 20000.0}, {"n_mels": 2}, {"hop_length": 4096}, {"top_db": 0}):
         with pytest.raises(FeatureConfigError):
             FeatureConfig(**bad)
+
+
+def test_n_fft_must_fit_the_clip_and_stay_bounded():
+    """Every accepted config computes; the centred STFT needs n_fft // 2 below the clip length."""
+    short = {"sample_rate": 4000, "clip_seconds": 0.1, "f_max": 2000.0, "n_mels": 16, "hop_length": 100}  # 400 samples
+    with pytest.raises(FeatureConfigError, match="n_fft 1024 for a 400-sample clip"):
+        FeatureConfig(**short)
+    with pytest.raises(FeatureConfigError, match="n_fft 800 for a 400-sample clip"):
+        FeatureConfig(**short, n_fft=800)
+    longest = FeatureConfig(**short, n_fft=798)  # n_fft // 2 = 399: the largest that fits
+    assert LogMel(longest)(torch.zeros(1, longest.clip_samples)).shape == (1, 1, 16, 5)
+    with pytest.raises(FeatureConfigError, match=f"n_fft {2**19} \\(at most {MAX_N_FFT}\\)"):
+        FeatureConfig(n_fft=2**19, clip_seconds=60.0)
+    assert FeatureConfig(n_fft=MAX_N_FFT, clip_seconds=1.0).n_fft == MAX_N_FFT

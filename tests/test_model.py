@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_MODEL
@@ -117,6 +118,28 @@ def test_parameter_count_and_config_validation():
         ModelConfig(pooling="attention")
     with pytest.raises(ModelConfigError, match="stem_pool must be true or false"):
         ModelConfig.from_dict({**TINY_MODEL.to_dict(), "stem_pool": "no"})
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"stem_channels": -1}, "stem_channels must be at least 1, not -1"),
+        ({"stem_channels": 0}, "stem_channels must be at least 1, not 0"),
+        ({"stem_channels": 2.5}, "stem_channels must be an integer, not 2.5"),
+        ({"stem_channels": "8"}, "stem_channels must be an integer, not '8'"),
+        ({"num_classes": 50.0}, "num_classes must be an integer, not 50.0"),
+        ({"num_classes": 1}, "num_classes must be at least 2, not 1"),
+    ],
+)
+def test_counts_must_be_whole_and_positive(change, match):
+    """Refused here, not deep inside torch when the network is built."""
+    with pytest.raises(ModelConfigError, match=match):
+        ModelConfig(**{**TINY_MODEL.to_dict(), **change})
+
+
+def test_counts_become_plain_ints():
+    config = ModelConfig(num_classes=np.int64(10), stem_channels=np.int32(8))
+    assert type(config.num_classes) is int and type(config.stem_channels) is int
 
 
 def test_config_without_stem_pool_key_keeps_the_pool():

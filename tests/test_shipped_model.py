@@ -47,6 +47,15 @@ def test_bundled_samples_are_two_per_class_from_fold_5() -> None:
     assert sum(s.path.stat().st_size for s in samples) <= 12e6
 
 
+def test_sample_rows_without_their_audio_file_are_skipped(tmp_path: Path) -> None:
+    """A stale index.csv must not offer a clip that would fail to open in the app."""
+    (tmp_path / "present.flac").write_bytes(b"audio")
+    rows = ["file,label,target,fold,attribution", "present.flac,dog,0,5,someone", "missing.flac,rooster,1,5,other"]
+    (tmp_path / "index.csv").write_text("\n".join(rows) + "\n")
+    assert [clip.name for clip in list_samples(tmp_path)] == ["present"]
+    assert list_samples(tmp_path / "absent") == []
+
+
 def test_shipped_model_classifies_every_sample_clip(predictor: Predictor) -> None:
     samples = list_samples()
     predictions = predictor.predict_batch([predictor.load(s.path) for s in samples])
