@@ -35,7 +35,9 @@ DEFAULT_TIMEOUT = 20.0
 """Seconds a worker may take; a 10-minute 96 kHz file decodes in a few seconds."""
 
 MAX_CONCURRENT_DECODES = 4
-"""Workers running at once per server process; more uploads wait (within their timeout) for a slot."""
+"""Workers running at once per server process. More uploads wait up to their timeout for a slot, and
+the worker then gets a timeout of its own: time spent queueing must not make a sound file look like
+one that hangs the decoder ("probably corrupt")."""
 
 WORKER_MEMORY_BYTES = 2 * 1024**3
 """Address-space limit of a worker: generous for a 50 MB file, fatal for a runaway allocation."""

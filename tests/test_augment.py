@@ -74,9 +74,9 @@ def test_negative_frequency_shift_is_refused():
 
 def test_time_masks_keep_their_length_in_seconds_at_another_hop():
     config = AugmentConfig(max_freq_shift=2)
-    assert scaled_to_hop(config, 512) == config
-    assert scaled_to_hop(config, 256) == AugmentConfig(max_freq_shift=2, time_mask_width=64)
-    assert scaled_to_hop(config, 1024).time_mask_width == 16
+    assert scaled_to_hop(config, 512, 512) == config
+    assert scaled_to_hop(config, 256, 512) == AugmentConfig(max_freq_shift=2, time_mask_width=64)
+    assert scaled_to_hop(config, 1024, 512).time_mask_width == 16
 
 
 def test_gain_is_one_offset_per_clip_within_bounds():

@@ -10,8 +10,6 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from audiocnn.features import FeatureConfig
-
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -30,12 +28,11 @@ class AugmentConfig:
             raise ValueError(f"max_freq_shift counts mel bands and cannot be negative, not {self.max_freq_shift}")
 
 
-def scaled_to_hop(config: AugmentConfig, hop_length: int) -> AugmentConfig:
-    """``config`` with time masks as long in seconds at ``hop_length`` as at the default hop.
-
-    Mask widths count frames, so without this a finer hop would quietly shorten every mask."""
-    reference = FeatureConfig.hop_length
-    return replace(config, time_mask_width=round(config.time_mask_width * reference / hop_length))
+def scaled_to_hop(config: AugmentConfig, hop_length: int, reference_hop: int) -> AugmentConfig:
+    """``config`` with time masks as long in seconds at ``hop_length`` as at ``reference_hop``, the hop
+    its widths were tuned for. Mask widths count frames, so without this a finer hop would quietly
+    shorten every mask."""
+    return replace(config, time_mask_width=round(config.time_mask_width * reference_hop / hop_length))
 
 
 def time_shift(x: torch.Tensor, max_fraction: float, generator: torch.Generator) -> torch.Tensor:

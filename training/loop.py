@@ -58,8 +58,9 @@ def front_end_and_augment(
 ) -> dict[str, Any]:
     """``TrainConfig`` fields for the command lines' ``--hop-length`` and ``--freq-shift``: the
     log-mel settings, and augmentations whose time masks keep their length in seconds."""
+    augment = AugmentConfig(max_freq_shift=freq_shift)  # widths tuned at the default hop
     return {"features": FeatureConfig(hop_length=hop_length),
-            "augment": scaled_to_hop(AugmentConfig(max_freq_shift=freq_shift), hop_length)}  # fmt: skip
+            "augment": scaled_to_hop(augment, hop_length, FeatureConfig.hop_length)}  # fmt: skip
 
 
 def model_config(size: str) -> ModelConfig:
