@@ -11,7 +11,6 @@ import io
 import math
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,23 +36,6 @@ BLOCK_VALUES = 1 << 20
 
 class AudioError(ValueError):
     """Input that cannot be analysed; the message is shown to the user as is."""
-
-
-@dataclass(frozen=True)
-class DecodedAudio:
-    """A decoded recording before resampling."""
-
-    samples: np.ndarray  # float32, shape (frames, channels)
-    sample_rate: int
-    format: str
-
-    @property
-    def duration(self) -> float:
-        return self.samples.shape[0] / self.sample_rate
-
-    @property
-    def channels(self) -> int:
-        return self.samples.shape[1]
 
 
 def read_source(source: bytes | str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
@@ -82,24 +64,6 @@ def read_source(source: bytes | str | os.PathLike, max_bytes: int = MAX_FILE_BYT
 
 def _too_large(size: int, max_bytes: int) -> str:
     return f"The file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB."
-
-
-def decode(data: bytes, max_duration: float = MAX_DURATION_SECONDS) -> DecodedAudio:
-    """Decode audio bytes to float32 frames x channels, without resampling."""
-    try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            _check_header(f, max_duration)
-            samples = f.read(dtype="float32", always_2d=True)
-            decoded = DecodedAudio(samples, int(f.samplerate), f.format)
-    except AudioError:
-        raise
-    except Exception as error:  # libsndfile reports every malformed file as RuntimeError
-        raise _undecodable(data, error) from error
-    if decoded.samples.shape[0] == 0:
-        raise AudioError("The file contains no audio samples.")
-    if decoded.duration > max_duration:
-        raise AudioError(_too_long(decoded.duration, max_duration))
-    return decoded
 
 
 def _check_header(f: sf.SoundFile, max_duration: float) -> None:

@@ -1,8 +1,10 @@
 """ESC-50 class names, display names, emoji and major categories.
 
 The dataset's target index is the model's output index, so ``CLASS_NAMES`` is in
-target order. The checkpoint stores its own copy of the class names; this module
-is the source the training job writes them from and the app decorates them with.
+target order. A checkpoint carries its own class names, taken by training from the
+dataset's metadata, and those are what inference reports; this module is ESC-50's
+list as published (the tests hold the shipped checkpoint to it) and the decoration
+(display names, emoji, categories) the app and CLI add.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from conftest import audio_bytes, tone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audiocnn.audio import AudioError, decode, load_audio
+from audiocnn.audio import AudioError, load_audio
 from audiocnn.untrusted import load_untrusted
 
 RATE = 22050
@@ -69,14 +69,7 @@ def test_arbitrary_bytes_after_a_real_magic_number(magic: bytes, rest: bytes) ->
 @PROPERTY
 @given(mutated())
 def test_corrupted_real_files(data: bytes) -> None:
-    signal = _outcome(data)
-    try:
-        decoded = decode(data)
-    except AudioError:
-        return
-    assert decoded.samples.dtype == np.float32 and decoded.samples.ndim == 2
-    if signal is not None:
-        assert decoded.sample_rate > 0
+    _outcome(data)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
