@@ -35,7 +35,7 @@ def _class_samples() -> None:
                 f"Predicted {plots.class_label(top)} ({probabilities.max():.0%}) · "
                 f"{components.verdict(prediction, sample.label)}"
             )
-            st.audio(sample.path.read_bytes(), format="audio/flac")
+            components.sample_player(sample)
             components.chart(plots.spectrogram_figure(logmel, input_axes(config), height=260, scale=scale))  # fmt: skip
 
 

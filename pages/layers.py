@@ -114,4 +114,4 @@ with right:
         st.caption(f"Mean activation over the map; this clip: {channel_means[channel]:.3g}.")
         for rank, (sample, value) in enumerate(index.top_clips(node, channel, 5), 1):
             st.markdown(f"{rank}. {plots.class_label(sample.label)} · `{sample.name}` · mean {value:.3g}")
-            st.audio(sample.path.read_bytes(), format="audio/flac")
+            components.sample_player(sample)

@@ -11,6 +11,7 @@ import streamlit as st
 
 from audiocnn.inference import Prediction
 from audiocnn.labels import class_info
+from audiocnn.samples import SampleClip
 
 from . import state
 from .plots import class_label
@@ -113,6 +114,11 @@ def player(waveform: np.ndarray, sample_rate: int) -> None:
     buffer = io.BytesIO()
     sf.write(buffer, np.clip(waveform, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
     st.audio(buffer.getvalue(), format="audio/wav")
+
+
+def sample_player(sample: SampleClip) -> None:
+    """A bundled clip played from its own file (lossless, already at the model's rate)."""
+    st.audio(sample.path.read_bytes(), format=f"audio/{sample.path.suffix.lstrip('.').lower()}")
 
 
 def chart(figure) -> None:
