@@ -200,7 +200,7 @@ def test_pick_a_bundled_sample_by_class(predictor):
     assert top_lines(at)[0].startswith(f"**1. {top.emoji} {top.display_name}**")
 
 
-def test_change_the_explained_class_and_layer(sample):
+def test_change_the_explained_class_and_layer(predictor, sample):
     at = upload(new_app(), sample.path.name, sample.path.read_bytes(), "audio/flac")
     cam_class = next(w for w in at.selectbox if w.key.startswith("cam_class_"))
     other = cam_class.options[-1]  # the least likely class
@@ -210,6 +210,11 @@ def test_change_the_explained_class_and_layer(sample):
     check_clean(at)
     caption = next(c.value for c in at.caption if c.value.startswith("Where the layer2"))
     assert other.split(" — ")[0] in caption
+    # The overlay is that class's layer2 map, as the library computes it for this clip.
+    waveform = load_audio(sample.path, predictor.feature_config.sample_rate)
+    least_likely = int(predictor.predict(waveform).order[-1])
+    overlay = next(maps[1] for maps in heatmaps(at) if len(maps) == 2)
+    np.testing.assert_allclose(overlay, predictor.explain(waveform, least_likely)["layer2"], atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -294,11 +299,26 @@ def test_layers_tree_navigation_and_channel_samples(predictor, sample):
 
     channel = at.selectbox(key="layers_channel_stem.relu")
     assert channel.value == int(np.argmax(activations["stem.relu"].mean(axis=(1, 2))))
-    channel.set_value(channel.options[3]).run()
+    channel.select_index(3).run()
+    selected = at.selectbox(key="layers_channel_stem.relu").value
+    assert selected == int(np.argsort(-activations["stem.relu"].mean(axis=(1, 2)), kind="stable")[3])
     at.button(key="build_index").click().run()
     check_clean(at)
     ranked = [text for text in markdown(at) if text[:2] in {f"{i}." for i in range(1, 6)}]
     assert len(ranked) == 5
+    # The clips listed are those whose mean activation of that channel is highest, computed here
+    # independently (batched forward passes; bf16 rounding may swap near-ties, hence the slack).
+    clips = list_samples()
+    means = []
+    for start in range(0, len(clips), 25):
+        features = predictor.logmel([predictor.load(c.path) for c in clips[start : start + 25]])
+        with torch.no_grad():
+            _, activations = predictor.forward(features, return_activations=True)
+        means.append(activations["stem.relu"][:, selected].float().mean(dim=(1, 2)))
+    order = torch.cat(means).argsort(descending=True).tolist()
+    shown = [next(c.name for c in clips if f"`{c.name}`" in text) for text in ranked]
+    assert shown[0] in {clips[i].name for i in order[:2]}
+    assert set(shown) <= {clips[i].name for i in order[:8]}
 
     at.switch_page("pages/analyze.py").run()
     at.switch_page("pages/layers.py").run()
@@ -409,12 +429,18 @@ def test_model_page_warns_when_the_metrics_belong_to_another_checkpoint(monkeypa
     assert "computed for another checkpoint" in at.warning[0].value
 
 
-def confusion_shown(at: AppTest) -> np.ndarray:
-    """The confusion heatmap's values, as the browser gets them (Plotly sends arrays base64-encoded)."""
+def heatmaps(at: AppTest) -> list[list[np.ndarray]]:
+    """Each chart's heatmap values, as the browser gets them (Plotly sends arrays base64-encoded)."""
+    def decoded(z: dict) -> np.ndarray:
+        shape = [int(n) for n in z["shape"].split(",")]
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
+
     specs = [json.loads(chart.proto.spec) for chart in plotly_charts(at)]
-    z = next(spec["data"][0]["z"] for spec in specs if spec["data"][0]["type"] == "heatmap")
-    shape = [int(n) for n in z["shape"].split(",")]
-    return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
+    return [[decoded(trace["z"]) for trace in spec["data"] if trace["type"] == "heatmap"] for spec in specs]
+
+
+def confusion_shown(at: AppTest) -> np.ndarray:
+    return next(maps[0] for maps in heatmaps(at) if maps)
 
 
 def test_cv_summary_of_a_complete_cross_validation_and_of_none():
