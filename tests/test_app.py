@@ -381,7 +381,6 @@ def test_model_page_without_metrics(monkeypatch, tmp_path):
 
 
 def test_model_page_with_metrics(monkeypatch, tmp_path, predictor):
-    import ui.resources
 
     names = list(predictor.class_names)
     confusion = np.eye(50, dtype=int) * 7
@@ -393,12 +392,7 @@ def test_model_page_with_metrics(monkeypatch, tmp_path, predictor):
         "confusion": confusion.tolist(), "class_names": names, "history": [],
         "cv": {"folds": {"1": 0.845, "5": 0.8075}, "mean": 0.82625, "std": 0.01875, "complete": False},
     }  # fmt: skip
-    path = tmp_path / "metrics.json"
-    path.write_text(json.dumps(metrics))
-    monkeypatch.setattr(ui.resources, "METRICS_PATH", path)
-    at = new_app()
-    at.switch_page("pages/model.py").run()
-    check_clean(at)
+    at = model_page_with(metrics, monkeypatch, tmp_path)
     assert not at.warning  # no training facts to contradict the loaded checkpoint
     shown = {m.label: m.value for m in at.metric}
     assert shown["Accuracy"] == f"{metrics['accuracy']:.1%}"
@@ -420,13 +414,21 @@ def test_model_page_warns_when_the_metrics_belong_to_another_checkpoint(monkeypa
     shipped = json.loads(ui.resources.METRICS_PATH.read_text())
     assert ui.resources.metrics_describe(shipped, predictor)  # the shipped pair belongs together
     retrained = {**shipped, "training": {**shipped["training"], "seed": 7, "training_seconds": 60.0}}
+    at = model_page_with(retrained, monkeypatch, tmp_path)
+    assert "computed for another checkpoint" in at.warning[0].value
+
+
+def model_page_with(metrics: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AppTest:
+    """The Model page run with ``metrics`` as the shipped metrics file."""
+    import ui.resources
+
     path = tmp_path / "metrics.json"
-    path.write_text(json.dumps(retrained))
+    path.write_text(json.dumps(metrics))
     monkeypatch.setattr(ui.resources, "METRICS_PATH", path)
     at = new_app()
     at.switch_page("pages/model.py").run()
     check_clean(at)
-    assert "computed for another checkpoint" in at.warning[0].value
+    return at
 
 
 def heatmaps(at: AppTest) -> list[list[np.ndarray]]:
