@@ -21,7 +21,7 @@ from training.loop import TrainConfig
 
 
 def test_each_fold_is_held_out_from_its_own_training_set(tmp_path: Path) -> None:
-    base = TrainConfig(data_dir="d", out_dir="o", val_folds=(2,), epochs=7)
+    base = TrainConfig(data_dir="d", out_dir="o", train_folds=(1,), val_folds=(2,), epochs=7)
     for fold in FOLDS:
         config = fold_config(base, fold, tmp_path)
         assert config.test_folds == (fold,) and config.val_folds == ()

@@ -16,6 +16,7 @@ from audiocnn.features import FeatureConfig
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import ModelConfig
 from training.augment import AugmentConfig
+from training.data import DatasetError
 from training.loop import TrainConfig, device_spans, model_config, train
 from training.train import main, parse_args
 
@@ -115,6 +116,13 @@ def test_interrupted_run_resumes_where_it_stopped(finished_run, tmp_path, tiny_e
     assert resumed.keys() == uninterrupted.keys()
     for name in resumed:
         torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_command_line_reports_a_resume_with_other_settings(finished_run, tmp_path, tiny_esc50, cache, capsys):
+    out = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    argv = ["--data-dir", str(tiny_esc50), "--out", str(out), "--cache-dir", str(cache), "--resume", "--epochs", "5"]
+    assert main(argv) == 2
+    assert "error: cannot resume" in capsys.readouterr().err
 
 
 def test_resume_refuses_other_settings(finished_run, tmp_path, tiny_esc50, cache):
@@ -240,13 +248,13 @@ def test_without_resume_a_run_starts_over(finished_run, tmp_path, tiny_esc50, ca
     ids=["train-test", "train-val", "val-test"],
 )
 def test_overlapping_folds_are_refused(tiny_esc50, tmp_path, cache, folds, message):
-    with pytest.raises(ValueError, match=message):
-        train(tiny_config(tiny_esc50, tmp_path / "run", cache, **folds))
-    assert not (tmp_path / "run" / "last.pt").exists()
+    with pytest.raises(ValueError, match=message):  # on construction: before any feature is computed
+        tiny_config(tiny_esc50, tmp_path / "run", cache, **folds)
+    assert not (tmp_path / "run").exists()
 
 
 def test_class_count_must_match_the_dataset(tiny_esc50, tmp_path, cache):
-    with pytest.raises(ValueError, match="dataset has 50 classes, model config 10"):
+    with pytest.raises(DatasetError, match="dataset has 50 classes, model config 10"):
         train(tiny_config(tiny_esc50, tmp_path / "run", cache, model=replace(TINY_MODEL, num_classes=10)))
 
 
@@ -271,6 +279,7 @@ def test_command_line_options(capsys):
     for option, value, message in (("--freq-shift", "-2", "max_freq_shift counts mel bands and cannot be negative"),
                                    ("--ema-decay", "1", "ema_decay must be at least 0 and below 1"),
                                    ("--batch-size", "0", "batch_size must be at least 1"),
+                                   ("--test-folds", "4", "folds [4] are used for training"),
                                    ("--hop-length", "2048", "hop_length 2048")):  # fmt: skip
         with pytest.raises(SystemExit):
             parse_args(["--data-dir", "d", "--out", "o", option, value])

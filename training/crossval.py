@@ -28,6 +28,7 @@ from .loop import (
     MODEL_SIZES,
     RESUME_FIXED,
     SHIPPED_MODEL_SIZE,
+    ResumeError,
     TrainConfig,
     comparable_recipe,
     front_end_and_augment,
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             run(base_config(args, run_parser), args.out, args.folds)
             return 0
         summary = summarize(args.out, args.data_dir)
-    except (CheckpointError, CrossValidationError, DatasetError, EvaluationError) as error:
+    except (CheckpointError, CrossValidationError, DatasetError, EvaluationError, ResumeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=1))

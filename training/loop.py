@@ -36,7 +36,7 @@ from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.precision import bf16_pays_off
 
 from .augment import AugmentConfig, augment_batch, scaled_to_hop
-from .data import cached_logmels, class_names_from_metadata, read_metadata, select_folds
+from .data import DatasetError, cached_logmels, class_names_from_metadata, read_metadata, select_folds
 
 MODEL_SIZES = {
     "small": ModelConfig(stem_channels=32, widths=(32, 64, 128, 256)),
@@ -105,6 +105,11 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be at least 0 (0 turns it off), not {self.weight_decay}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be at least 0 and below 1 (0 turns averaging off), not {self.ema_decay}")
+        overlap = set(self.train_folds) & (set(self.val_folds) | set(self.test_folds))
+        if overlap:
+            raise ValueError(f"folds {sorted(overlap)} are used for training and for validation/testing")
+        if set(self.val_folds) & set(self.test_folds):
+            raise ValueError("validation folds must not be test folds: model selection would see the test data")
 
     def describe(self) -> dict[str, Any]:
         """Plain-data form for checkpoint metadata and logs."""
@@ -211,13 +216,17 @@ def comparable_recipe(saved: dict[str, Any]) -> dict[str, Any]:
     return saved
 
 
+class ResumeError(ValueError):
+    """``--resume`` of a run folder whose saved settings differ from the ones given."""
+
+
 def _check_same_recipe(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
     """Refuse to resume with other settings: the restored LR schedule and data order would not fit them."""
     saved = comparable_recipe(saved)
     changed = [key for key in RESUME_FIXED if saved.get(key) != current[key]]
     if changed:
         detail = ", ".join(f"{key} {saved.get(key)!r} -> {current[key]!r}" for key in changed)
-        raise ValueError(f"cannot resume {path} with different settings ({detail}); use its settings or a new --out")
+        raise ResumeError(f"cannot resume {path} with different settings ({detail}); use its settings or a new --out")
 
 
 def train(
@@ -232,11 +241,6 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
-    overlap = set(config.train_folds) & (set(config.val_folds) | set(config.test_folds))
-    if overlap:
-        raise ValueError(f"folds {sorted(overlap)} are used for training and for validation/testing")
-    if set(config.val_folds) & set(config.test_folds):
-        raise ValueError("validation folds must not be test folds: model selection would see the test data")
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -245,7 +249,7 @@ def train(
 
     class_names = class_names_from_metadata(read_metadata(config.data_dir))
     if len(class_names) != config.model.num_classes:
-        raise ValueError(f"dataset has {len(class_names)} classes, model config {config.model.num_classes}")
+        raise DatasetError(f"dataset has {len(class_names)} classes, model config {config.model.num_classes}")
     x_train, y_train = _load_split(config, config.train_folds)
     x_val, y_val = _load_split(config, config.val_folds) if config.val_folds else (None, None)
 

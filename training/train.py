@@ -20,7 +20,15 @@ from audiocnn.checkpoint import CheckpointError
 from audiocnn.features import FeatureConfig
 from training.augment import AugmentConfig
 from training.data import FOLDS, DatasetError
-from training.loop import MODEL_SIZES, SHIPPED_MODEL_SIZE, TrainConfig, front_end_and_augment, model_config, train
+from training.loop import (
+    MODEL_SIZES,
+    SHIPPED_MODEL_SIZE,
+    ResumeError,
+    TrainConfig,
+    front_end_and_augment,
+    model_config,
+    train,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REMOTE_DATA = "/data/esc50"
@@ -111,7 +119,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     args = parser.parse_args(argv)
     cache_dir = None if args.no_cache else (args.cache_dir or str(Path(args.out) / "cache"))
-    try:  # the settings check themselves (schedule, hop, frequency shift, averaging decay); report it as a usage error
+    try:  # the settings check themselves (folds, schedule, hop, shifts, averaging); report it as a usage error
         config = TrainConfig(
             data_dir=args.data_dir, out_dir=args.out, train_folds=tuple(args.train_folds),
             val_folds=tuple(args.val_folds), test_folds=tuple(args.test_folds), epochs=args.epochs,
@@ -128,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     config, resume = parse_args(argv)
     try:
         best = train(config, resume=resume)
-    except (CheckpointError, DatasetError) as error:  # a damaged last.pt or data folder: the message says which
+    except (CheckpointError, DatasetError, ResumeError) as error:  # the message says which file or setting
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"served checkpoint: {best}")
