@@ -125,6 +125,13 @@ def test_command_line_reports_a_resume_with_other_settings(finished_run, tmp_pat
     assert "error: cannot resume" in capsys.readouterr().err
 
 
+def test_resume_from_a_served_checkpoint_says_what_is_missing(finished_run, tmp_path, tiny_esc50, cache):
+    out = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    shutil.copy(out / "best.pt", out / "last.pt")  # weights and metadata only: no optimizer, schedule or RNG state
+    with pytest.raises(CheckpointError, match=r"holds no training state to resume from .*optimizer"):
+        train(tiny_config(tiny_esc50, out, cache), resume=True)
+
+
 def test_resume_refuses_other_settings(finished_run, tmp_path, tiny_esc50, cache):
     out = Path(shutil.copytree(finished_run, tmp_path / "run"))
     with pytest.raises(ValueError, match=r"different settings \(epochs 2 -> 5\)"):

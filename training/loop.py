@@ -30,7 +30,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import audiocnn
-from audiocnn.checkpoint import checkpoint_payload, read_payload, save_checkpoint
+from audiocnn.checkpoint import CheckpointError, checkpoint_payload, read_payload, save_checkpoint
 from audiocnn.features import FeatureConfig
 from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.precision import bf16_pays_off
@@ -216,6 +216,11 @@ def comparable_recipe(saved: dict[str, Any]) -> dict[str, Any]:
     return saved
 
 
+RESUME_STATE = ("metadata", "state_dict", "optimizer", "scheduler", "generator", "torch_rng", "history", "epoch",
+                "best_score", "elapsed")  # fmt: skip
+"""What ``last.pt`` holds beyond a served checkpoint, so that ``--resume`` continues the very same run."""
+
+
 class ResumeError(ValueError):
     """``--resume`` of a run folder whose saved settings differ from the ones given."""
 
@@ -270,6 +275,10 @@ def train(
     last_path = out / "last.pt"
     if resume and last_path.is_file():
         state = read_payload(last_path)  # a damaged file is a CheckpointError naming it, not a torch traceback
+        missing = [key for key in RESUME_STATE if key not in state]
+        if missing or not isinstance(state.get("metadata"), dict):
+            raise CheckpointError(f"{last_path} holds no training state to resume from (no {', '.join(missing)}): "
+                                  "a served checkpoint copied there? Start a new --out instead.")  # fmt: skip
         _check_same_recipe(last_path, state["metadata"].get("recipe", {}), config.describe())
         model.load_state_dict(state["state_dict"])
         if averaged is not None:
