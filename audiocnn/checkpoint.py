@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,22 @@ def checkpoint_payload(
     }
 
 
+def save_atomically(payload: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temp file of its own in the same folder, then rename: readers (and a run
+    resumed after a crash) see the whole old file or the whole new one, never a torn one, even when
+    several runs write into one folder (a shared feature cache)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f"{path.name}-", suffix=".tmp", delete=False) as tmp:
+        tmp_path = Path(tmp.name)
+    try:
+        torch.save(payload, tmp_path)
+        os.replace(tmp_path, path)
+    finally:  # after a failed or interrupted save: no stray temp file
+        tmp_path.unlink(missing_ok=True)
+    return path
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     model: AudioCNN,
@@ -70,13 +87,8 @@ def save_checkpoint(
     class_names: list[str] | tuple[str, ...],
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write atomically (temp file + rename) so an interrupted save never leaves a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint_payload(model, feature_config, class_names, metadata), tmp)
-    os.replace(tmp, path)
-    return path
+    """A served checkpoint, written atomically."""
+    return save_atomically(checkpoint_payload(model, feature_config, class_names, metadata), path)
 
 
 def read_payload(path: str | os.PathLike) -> dict[str, Any]:

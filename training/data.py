@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from audiocnn.audio import fit_to_length, load_audio
+from audiocnn.checkpoint import save_atomically
 from audiocnn.features import FeatureConfig, LogMel
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
@@ -131,14 +132,7 @@ def cached_logmels(clips: list[Clip], config: FeatureConfig, cache_dir: str | Pa
             warnings.warn(f"feature cache {cache} is unreadable ({type(error).__name__}); recomputing it",
                           stacklevel=2)  # fmt: skip
     features = compute_logmels(clips, config)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=cache.parent, prefix=f"{cache.stem}-", suffix=".tmp", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-    try:
-        torch.save(features, tmp_path)
-        tmp_path.replace(cache)
-    finally:  # after a failed or interrupted save: no stray file left in the shared folder
-        tmp_path.unlink(missing_ok=True)
+    save_atomically(features, cache)
     return features
 
 

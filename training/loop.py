@@ -30,7 +30,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import audiocnn
-from audiocnn.checkpoint import CheckpointError, checkpoint_payload, read_payload, save_checkpoint
+from audiocnn.checkpoint import CheckpointError, checkpoint_payload, read_payload, save_atomically, save_checkpoint
 from audiocnn.features import FeatureConfig
 from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.precision import bf16_pays_off
@@ -366,8 +366,7 @@ def train(
         )  # fmt: skip
         if averaged is not None:
             state["averaged_model"] = averaged.state_dict()
-        torch.save(state, last_path.with_suffix(".tmp"))
-        last_path.with_suffix(".tmp").replace(last_path)
+        save_atomically(state, last_path)
         if on_epoch_end is not None:
             on_epoch_end(record)
     writer.close()
