@@ -28,13 +28,10 @@ def _class_samples() -> None:
     scale = plots.db_scale([logmel for logmel, _ in views])
     for column, sample, (logmel, probabilities) in zip(st.columns(len(samples)), samples, views):
         prediction = Prediction(probabilities, model.class_names)
-        top = prediction.top_label
         with column:
             st.markdown(f"**`{sample.name}`**")
-            st.markdown(
-                f"Predicted {plots.class_label(top)} ({probabilities.max():.0%}) · "
-                f"{components.verdict(prediction, sample.label)}"
-            )
+            verdict = components.verdict(prediction, sample.label)
+            st.markdown(f"Predicted {components.top_class(prediction)} · {verdict}")
             components.sample_player(sample)
             components.chart(plots.spectrogram_figure(logmel, input_axes(config), height=260, scale=scale))  # fmt: skip
 

@@ -34,8 +34,8 @@ start, end = state.window_span(clip, model, window)
 with st.spinner("Analysing…"):
     result = state.analysis(clip, model, window)
 st.caption(
-    f"{components.clip_title(clip)} · window {start:.1f}–{end:.1f} s · predicted "
-    f"{plots.class_label(result.prediction.top_label)} ({result.prediction.probabilities.max():.0%})"
+    f"{components.clip_title(clip)} · window {start:.1f}–{end:.1f} s · "
+    f"predicted {components.top_class(result.prediction)}"
 )
 
 tree = activation_tree(model.model_config)

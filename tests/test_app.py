@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 from audiocnn.audio import load_audio
 from audiocnn.checkpoint import save_checkpoint
 from audiocnn.features import FeatureConfig
-from audiocnn.inference import Predictor
+from audiocnn.inference import Prediction, Predictor
 from audiocnn.labels import CLASS_NAMES, class_info
 from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.precision import bf16_pays_off
@@ -506,3 +506,12 @@ def test_every_page_follows_the_feature_settings_of_the_checkpoint(monkeypatch, 
         check_clean(at)
         assert any("hop 256" in c.value for c in at.caption)
         assert any(m.value == "96 × 431" for m in at.metric)
+
+
+def test_top_class_names_the_class_and_its_probability():
+    from ui.components import top_class
+
+    probabilities = np.full(len(CLASS_NAMES), 0.14 / (len(CLASS_NAMES) - 1))
+    probabilities[CLASS_NAMES.index("rooster")] = 0.86
+    info = class_info("rooster")
+    assert top_class(Prediction(probabilities, CLASS_NAMES)) == f"{info.emoji} {info.display_name} (86%)"

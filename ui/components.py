@@ -94,6 +94,11 @@ def full_ranking(prediction: Prediction) -> None:
         )  # fmt: skip
 
 
+def top_class(prediction: Prediction) -> str:
+    """The predicted class and its probability, as every page names it in passing: "🐕 Dog (86%)"."""
+    return f"{class_label(prediction.top_label)} ({prediction.probabilities[prediction.top_index]:.0%})"
+
+
 def sidebar_summary() -> None:
     """The clip every page is about, and its prediction once analysed."""
     clip = state.current_clip()
@@ -104,8 +109,7 @@ def sidebar_summary() -> None:
         st.caption(clip_caption(clip))
         result = state.latest_analysis(clip)
         if result is not None:
-            top = result.prediction
-            st.caption(f"Prediction: {class_label(top.top_label)} ({top.probabilities[top.top_index]:.0%})")
+            st.caption(f"Prediction: {top_class(result.prediction)}")
 
 
 def player(waveform: np.ndarray, sample_rate: int) -> None:
