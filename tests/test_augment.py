@@ -130,3 +130,13 @@ def test_whole_pipeline_keeps_shapes_and_finite_values():
     out, targets = augment_batch(x, y, 50, AugmentConfig(max_freq_shift=4), seeded())
     assert out.shape == x.shape and targets.shape == (16, 50)
     assert torch.isfinite(out).all() and torch.allclose(targets.sum(1), torch.ones(16))
+
+
+def test_augmentation_runs_where_the_batch_lives():
+    """A batch on another device (here "meta", which checks devices without computing) stays there:
+    the GPU path must not pull it back to the CPU or mix devices."""
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(4, 1, 32, 40), torch.tensor([0, 1, 2, 3])
+    config = AugmentConfig(max_freq_shift=2, mixup_prob=1.0)
+    mixed, targets = augment_batch(x.to("meta"), y.to("meta"), 10, config, generator)
+    assert mixed.device.type == targets.device.type == "meta" and mixed.shape == x.shape

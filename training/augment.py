@@ -1,7 +1,9 @@
 """Batch augmentation on cached log-mel tensors: time and frequency shift, gain, SpecAugment, mixup.
 
 Working on tensors (not waveforms) keeps epochs free of decoding and STFTs, which is
-what makes CPU training practical.
+what makes CPU training practical. Random draws come from a CPU generator, so every
+device sees the same streams (and ``--resume`` restores them); the arithmetic runs on the
+device the batch lives on, so a GPU never waits for the CPU to augment.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def time_shift(x: torch.Tensor, max_fraction: float, generator: torch.Generator)
     if limit == 0:
         return x
     shifts = torch.randint(-limit, limit + 1, (x.shape[0],), generator=generator)
-    index = (torch.arange(frames).unsqueeze(0) - shifts.unsqueeze(1)) % frames
+    index = ((torch.arange(frames).unsqueeze(0) - shifts.unsqueeze(1)) % frames).to(x.device)
     return torch.gather(x, -1, index[:, None, None, :].expand_as(x))
 
 
@@ -57,7 +59,7 @@ def frequency_shift(x: torch.Tensor, max_bands: int, generator: torch.Generator)
         return x
     bands = x.shape[-2]
     shifts = torch.randint(-max_bands, max_bands + 1, (x.shape[0],), generator=generator)
-    source = torch.arange(bands).unsqueeze(0) - shifts.unsqueeze(1)
+    source = (torch.arange(bands).unsqueeze(0) - shifts.unsqueeze(1)).to(x.device)
     inside = ((source >= 0) & (source < bands))[:, None, :, None]
     shifted = torch.gather(x, 2, source.clamp(0, bands - 1)[:, None, :, None].expand_as(x))
     return torch.where(inside, shifted, x.amin(dim=(-2, -1), keepdim=True))
@@ -66,7 +68,7 @@ def frequency_shift(x: torch.Tensor, max_bands: int, generator: torch.Generator)
 def random_gain(x: torch.Tensor, gain_db: float, generator: torch.Generator) -> torch.Tensor:
     """A dB offset per clip: the model should not key on absolute loudness."""
     gains = (torch.rand(x.shape[0], generator=generator) * 2 - 1) * gain_db
-    return x + gains[:, None, None, None]
+    return x + gains.to(x.device)[:, None, None, None]
 
 
 def _mask(x: torch.Tensor, count: int, width: int, dim: int, generator: torch.Generator) -> torch.Tensor:
@@ -80,7 +82,7 @@ def _mask(x: torch.Tensor, count: int, width: int, dim: int, generator: torch.Ge
     shape = [x.shape[0], 1, 1, 1]
     shape[dim] = size
     fill = x.amin(dim=(-2, -1), keepdim=True)  # masked area becomes the clip's floor (silence)
-    return torch.where(keep.view(shape), x, fill)
+    return torch.where(keep.view(shape).to(x.device), x, fill)
 
 
 def spec_augment(x: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
@@ -99,7 +101,7 @@ def mixup(
     beta = torch.distributions.Beta(config.mixup_alpha, config.mixup_alpha)
     lam = float(beta.sample())
     lam = max(lam, 1 - lam)  # keep the first clip dominant so the "true" label stays meaningful
-    perm = torch.randperm(x.shape[0], generator=generator)
+    perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
     return lam * x + (1 - lam) * x[perm], lam * targets + (1 - lam) * targets[perm]
 
 
