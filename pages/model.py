@@ -62,16 +62,26 @@ def _held_out_evaluation() -> None:
             "`python -m training.evaluate --data-dir <ESC-50 folder> --folds 5 --output assets/metrics.json`."
         )
         return
-
     if not resources.metrics_describe(metrics, model):
         st.warning(
             "assets/metrics.json was computed for another checkpoint than the one loaded (its training "
             "facts or class names differ): the figures below describe that model. Re-evaluate this one with "
             "`python -m training.evaluate --data-dir <ESC-50 folder> --folds 5 --output assets/metrics.json`."
         )
+    _headline(metrics)
     names = metrics["class_names"]
     confusion = np.asarray(metrics["confusion"], dtype=np.int64)
-    totals = confusion.sum(axis=1)  # clips of each true class
+    _confusion_matrix(names, confusion)
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.markdown("**Per-class accuracy**, worst first")
+        per_class = {name: value for name, value in metrics["per_class"].items() if value is not None}
+        components.chart(plots.per_class_figure(per_class))
+    with right:
+        _most_confused(names, confusion)
+
+
+def _headline(metrics: dict) -> None:
     columns = st.columns(3)
     columns[0].metric("Accuracy", f"{metrics['accuracy']:.1%}")
     columns[1].metric("Clips", f"{metrics['num_clips']:,}")
@@ -84,35 +94,35 @@ def _held_out_evaluation() -> None:
     match = "as this app predicts" if views == model.views else f"this app averages {model.views}"
     st.caption(f"Checkpoint evaluated: `{metrics.get('checkpoint', '?')}`; {scoring}, {match}.")
 
+
+def _confusion_matrix(names: list[str], confusion: np.ndarray) -> None:
     st.markdown("**Confusion matrix** (rows: true class, columns: predicted)")
     left, right = st.columns([2, 1])
     category = left.selectbox("Classes", ["All 50 classes", *MAJOR_CATEGORIES], key="confusion_category")
     normalise = right.toggle("Share of each true class", value=True, key="confusion_normalise")
     keep = [i for i, name in enumerate(names) if category.startswith("All") or class_info(name).category == category]
     height = 800 if len(keep) > 10 else 450
+    totals = confusion.sum(axis=1)[keep]  # every clip of the class, also those predicted outside the category
     subset = confusion[np.ix_(keep, keep)]
-    components.chart(plots.confusion_figure(subset, [names[i] for i in keep], normalise, height, totals[keep]))
+    components.chart(plots.confusion_figure(subset, [names[i] for i in keep], normalise, height, totals))
 
-    left, right = st.columns(2, gap="large")
-    with left:
-        st.markdown("**Per-class accuracy**, worst first")
-        per_class = {name: value for name, value in metrics["per_class"].items() if value is not None}
-        components.chart(plots.per_class_figure(per_class))
-    with right:
-        st.markdown("**Most-confused pairs**")
-        pairs = [
-            {"true": plots.class_label(names[i]), "predicted as": plots.class_label(names[j]),
-             "clips": int(confusion[i, j]), "share of true class": confusion[i, j] / totals[i] if totals[i] else 0.0}
-            for i, j in zip(*np.nonzero(confusion)) if i != j
-        ]  # fmt: skip
-        pairs.sort(key=lambda row: -row["clips"])
-        if pairs:
-            st.dataframe(
-                pd.DataFrame(pairs[:20]), hide_index=True, width="stretch",
-                column_config={"share of true class": st.column_config.NumberColumn(format="percent")},
-            )  # fmt: skip
-        else:
-            st.success("No confusions: every clip was classified correctly.")
+
+def _most_confused(names: list[str], confusion: np.ndarray) -> None:
+    st.markdown("**Most-confused pairs**")
+    totals = confusion.sum(axis=1)
+    pairs = [
+        {"true": plots.class_label(names[i]), "predicted as": plots.class_label(names[j]),
+         "clips": int(confusion[i, j]), "share of true class": confusion[i, j] / totals[i] if totals[i] else 0.0}
+        for i, j in zip(*np.nonzero(confusion)) if i != j
+    ]  # fmt: skip
+    pairs.sort(key=lambda row: -row["clips"])
+    if pairs:
+        st.dataframe(
+            pd.DataFrame(pairs[:20]), hide_index=True, width="stretch",
+            column_config={"share of true class": st.column_config.NumberColumn(format="percent")},
+        )  # fmt: skip
+    else:
+        st.success("No confusions: every clip was classified correctly.")
 
 
 _held_out_evaluation()
