@@ -1,11 +1,14 @@
-"""Why a class was predicted: Grad-CAM over any captured layer, for any class.
+"""Why a class was predicted: Grad-CAM over any captured layer, for any class, and time occlusion.
 
 Gradients are taken with ``torch.autograd.grad`` on the activations that ``forward``
 returned for this call only, so no hooks or shared state are involved and many
-explanations can run at once on one model.
+explanations can run at once on one model. Occlusion asks the model itself instead of its
+gradients: silence one stretch of time and see how much the class loses.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import torch
@@ -15,6 +18,11 @@ from .model import AudioCNN
 
 CAM_LAYERS: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4")
 DEFAULT_CAM_LAYER = "layer3"
+
+OCCLUSION_SECONDS = 0.5
+"""Length of each silenced stretch. Training masks up to 32 frames (0.74 s) of time with the
+clip's floor (SpecAugment), so a half-second gap of that same floor is an input the model knows:
+what it loses measures reliance on that stretch, not surprise at an unnatural edit."""
 
 
 def grad_cam(
@@ -73,3 +81,23 @@ def cam_from_gradients(activation: torch.Tensor, gradient: torch.Tensor, size: t
     peak = cam.max()
     cam = cam / peak if peak > 0 else torch.zeros_like(cam)
     return cam.numpy().astype(np.float32)
+
+
+def occluded_copies(logmel: torch.Tensor, slice_frames: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Copies of one log-mel ``(1, 1, mels, frames)``, each with one stretch of ``slice_frames``
+    frames set to the clip's floor (the last stretch may be shorter).
+
+    Returns ``(copies (slices, 1, mels, frames), bounds)``, where stretch ``i`` covers frames
+    ``bounds[i]`` to ``bounds[i + 1]``.
+    """
+    if logmel.dim() != 4 or logmel.shape[0] != 1:
+        raise ValueError("occluded_copies expects a single clip shaped (1, 1, mels, frames)")
+    if slice_frames < 1:
+        raise ValueError(f"slice_frames must be at least 1, not {slice_frames}")
+    frames = logmel.shape[-1]
+    bounds = np.append(np.arange(0, frames, slice_frames), frames)
+    copies = logmel.repeat(len(bounds) - 1, 1, 1, 1)
+    floor = logmel.amin()
+    for i, (start, end) in enumerate(itertools.pairwise(bounds)):
+        copies[i, ..., start:end] = floor
+    return copies, bounds

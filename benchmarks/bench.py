@@ -73,6 +73,7 @@ def format_text(report: dict[str, Any]) -> str:
         f"prediction, 5 s clip         {inf['predict_5s_ms']['median']:8.1f} ms  (decode+resample "
         f"{stages['decode_resample']:.1f}, log-mel {stages['logmel']:.1f}, forward {stages['forward']:.1f})",
         f"full analysis, 5 s clip      {inf['analyze_5s_ms']['median']:8.1f} ms",
+        f"occlusion, 5 s clip          {inf['occlusion_ms']['median']:8.1f} ms  (on demand in the app)",
         f"upload decode (app worker)   {inf['upload_decode_worker_ms']['median']:8.1f} ms  (once per upload)",
         f"timeline, {inf['timeline_seconds']:.0f} s recording     {inf['timeline_ms']['median']:8.1f} ms"
         f"  ({inf['timeline_windows']} windows)",

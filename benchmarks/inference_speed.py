@@ -73,6 +73,7 @@ def measure(predictor: Predictor, clips: list[SampleClip], plan: Plan) -> dict[s
             "logmel": per_clip(lambda: predictor.logmel(waveform))["median"],
             "forward": per_clip(forward)["median"],
         },
+        "occlusion_ms": slow(lambda: predictor.occlusion(waveform, predictor.predict(waveform).top_index)),
         "upload_decode_worker_ms": slow(lambda: load_untrusted(clip, rate)),
         "timeline_ms": slow(lambda: predictor.timeline(predictor.load(long))),
         "timeline_seconds": plan.timeline_seconds,

@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from audiocnn.audio import MAX_DURATION_SECONDS, MAX_FILE_BYTES, SILENCE_PEAK
-from audiocnn.explain import CAM_LAYERS, DEFAULT_CAM_LAYER
+from audiocnn.explain import CAM_LAYERS, DEFAULT_CAM_LAYER, OCCLUSION_SECONDS
 from ui import components, plots, resources, state
 from ui.axes import cell_milliseconds, input_axes, node_strides
 
@@ -152,6 +152,23 @@ def _show_why(clip: state.Clip, index: int, result) -> None:
         f"and frequency. Each {layer} cell covers {stride[0]} mel bands × {cell_ms:.0f} ms, so deeper layers "
         "give coarser maps. Grad-CAM has no absolute unit: each map is scaled to its own peak; an all-clear map "
         "means nothing in that layer speaks for the class."
+    )
+    _show_occlusion(clip, index, class_index)
+
+
+def _show_occlusion(clip: state.Clip, index: int, class_index: int) -> None:
+    """A second opinion that asks the model itself rather than its gradients (on demand: ~0.3 s)."""
+    label = plots.class_label(model.class_names[class_index])
+    if not st.toggle(f"Check by occlusion: silence each {OCCLUSION_SECONDS:g} s in turn", key="occlusion"):
+        return
+    with st.spinner("Silencing each stretch in turn…"):
+        result = state.occlusion(clip, model, index, class_index)
+    components.chart(plots.occlusion_figure(result, config.clip_seconds))
+    st.caption(
+        f"The model gives {label} {result.base:.1%}. Each bar is what that falls by when the stretch is set "
+        "to the clip's floor (silence), as training's time masks do. Tall bars are stretches the prediction "
+        "needs; low bars everywhere mean the evidence repeats or is spread out (several barks, a steady hum); "
+        "a blue bar is a stretch that spoke against the class."
     )
 
 

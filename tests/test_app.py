@@ -217,6 +217,20 @@ def test_change_the_explained_class_and_layer(predictor, sample):
     np.testing.assert_allclose(overlay, predictor.explain(waveform, least_likely)["layer2"], atol=1e-5)
 
 
+def test_occlusion_on_demand_agrees_with_the_library(predictor, sample):
+    at = upload(new_app(), sample.path.name, sample.path.read_bytes(), "audio/flac")
+    assert not any(c.value.startswith("The model gives") for c in at.caption)  # off until asked: it costs 0.3 s
+    at.toggle(key="occlusion").set_value(True).run()
+    check_clean(at)
+    waveform = load_audio(sample.path, predictor.feature_config.sample_rate)
+    top = predictor.predict(waveform).top_index
+    expected = predictor.occlusion(waveform, top)
+    (bars,) = next(chart for chart in traces(at, "bar") if chart)
+    np.testing.assert_allclose(plotted(bars["y"]), expected.drops, atol=1e-6)
+    caption = next(c.value for c in at.caption if c.value.startswith("The model gives"))
+    assert f"{class_label(predictor.class_names[top])} {expected.base:.1%}" in caption
+
+
 @pytest.mark.parametrize(
     ("name", "data", "message"),
     [
@@ -431,14 +445,22 @@ def model_page_with(metrics: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     return at
 
 
-def heatmaps(at: AppTest) -> list[list[np.ndarray]]:
-    """Each chart's heatmap values, as the browser gets them (Plotly sends arrays base64-encoded)."""
-    def decoded(z: dict) -> np.ndarray:
-        shape = [int(n) for n in z["shape"].split(",")]
-        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
+def plotted(values: dict | list) -> np.ndarray:
+    """An array as the browser gets it: Plotly sends NumPy arrays base64-encoded."""
+    if isinstance(values, list):
+        return np.asarray(values)
+    shape = [int(n) for n in values.get("shape", str(-1)).split(",")]
+    return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).reshape(shape)
 
+
+def traces(at: AppTest, kind: str) -> list[list[dict]]:
+    """Each chart's traces of one kind ("heatmap", "bar"...), in page order."""
     specs = [json.loads(chart.proto.spec) for chart in plotly_charts(at)]
-    return [[decoded(trace["z"]) for trace in spec["data"] if trace["type"] == "heatmap"] for spec in specs]
+    return [[trace for trace in spec["data"] if trace["type"] == kind] for spec in specs]
+
+
+def heatmaps(at: AppTest) -> list[list[np.ndarray]]:
+    return [[plotted(trace["z"]) for trace in chart] for chart in traces(at, "heatmap")]
 
 
 def confusion_shown(at: AppTest) -> np.ndarray:

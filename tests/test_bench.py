@@ -15,7 +15,7 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
     report = json.loads(capsys.readouterr().out)
 
     inference = report["inference"]
-    for key in ("predict_5s_ms", "analyze_5s_ms", "timeline_ms"):
+    for key in ("predict_5s_ms", "analyze_5s_ms", "occlusion_ms", "timeline_ms"):
         assert inference[key]["median"] > 0
         assert inference[key]["runs"] == report["plan"]["repeats" if "5s" in key else "slow_repeats"]
     assert inference["upload_decode_worker_ms"]["median"] > 0

@@ -1,8 +1,9 @@
-"""Predictor: probabilities, batches, timelines, activations and Grad-CAM on a tiny checkpoint."""
+"""Predictor: probabilities, batches, timelines, activations, Grad-CAM (tiny checkpoint) and occlusion."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,11 +13,12 @@ import torch
 from conftest import audio_bytes, tone
 
 from audiocnn.checkpoint import load_checkpoint
-from audiocnn.explain import CAM_LAYERS, grad_cam
+from audiocnn.explain import CAM_LAYERS, grad_cam, occluded_copies
 from audiocnn.features import FeatureConfig
 from audiocnn.inference import WINDOW_BATCH, Predictor
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import activation_tree
+from audiocnn.samples import SAMPLES_DIR
 
 RATE = 22050
 
@@ -194,3 +196,38 @@ def test_concurrent_calls_share_one_predictor(predictor):
         results = list(pool.map(lambda c: predictor.analyze(c, with_activations=False).cams["layer2"], clips))
     for got, want in zip(results, expected):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_occluded_copies_silence_one_stretch_each():
+    logmel = torch.arange(2 * 10, dtype=torch.float32).reshape(1, 1, 2, 10)
+    copies, bounds = occluded_copies(logmel, 4)
+    assert list(bounds) == [0, 4, 8, 10] and copies.shape == (3, 1, 2, 10)
+    for i, (start, end) in enumerate(itertools.pairwise(bounds)):
+        assert (copies[i, ..., start:end] == 0).all()  # the clip's floor
+        outside = torch.ones(10, dtype=torch.bool)
+        outside[start:end] = False
+        assert torch.equal(copies[i, ..., outside], logmel[0, ..., outside])
+    with pytest.raises(ValueError, match="single clip"):
+        occluded_copies(logmel.repeat(2, 1, 1, 1), 4)
+    with pytest.raises(ValueError, match="at least 1"):
+        occluded_copies(logmel, 0)
+
+
+def test_occlusion_finds_the_one_sound_of_a_clip(shipped_checkpoint):
+    """One bark in 5 s of silence: silencing the bark's half second costs the dog class most, and
+    silencing stretches that are already silent costs nothing at all."""
+    model = Predictor(load_checkpoint(shipped_checkpoint))
+    bark = model.load(SAMPLES_DIR / "5-203128-A-0.flac")[3300:11000]
+    clip = np.zeros(model.feature_config.clip_samples, np.float32)
+    onset = int(2.2 * model.feature_config.sample_rate)
+    clip[onset : onset + len(bark)] = bark
+    dog = model.class_names.index("dog")
+    result = model.occlusion(clip, dog)
+    assert len(result.starts) == 10 and result.starts[0] == 0 and result.ends[-1] == model.feature_config.clip_seconds
+    assert result.base == pytest.approx(model.predict(clip).probabilities[dog])
+    holding = int(np.argmax(result.drops))
+    assert result.starts[holding] <= 2.2 < result.ends[holding] and result.drops[holding] > 0.1
+    far = (result.ends < 1.9) | (result.starts > 3.2)
+    np.testing.assert_allclose(result.drops[far], 0, atol=1e-6)
+    with pytest.raises(ValueError, match="out of range"):
+        model.occlusion(clip, 50)

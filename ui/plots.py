@@ -18,6 +18,7 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from audiocnn.inference import Occlusion
 from audiocnn.labels import MAJOR_CATEGORIES, class_info
 
 from .axes import MapAxes
@@ -251,6 +252,28 @@ def probability_comparison_figure(
         legend={"orientation": "h", "y": 1.1},
     )  # fmt: skip
     fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+    return fig
+
+
+def occlusion_figure(occlusion: Occlusion, window_seconds: float, height: int = 260) -> go.Figure:
+    """What the explained class loses when each stretch is silenced, on the spectrogram's time axis:
+    orange where the stretch supported the class, blue where it spoke against it."""
+    drops = occlusion.drops
+    fig = go.Figure(
+        go.Bar(
+            x=(occlusion.starts + occlusion.ends) / 2, y=drops, width=(occlusion.ends - occlusion.starts) * 0.9,
+            marker_color=["#F58518" if drop >= 0 else "#4C78A8" for drop in drops],
+            customdata=np.stack([occlusion.starts, occlusion.ends, occlusion.probabilities], axis=1),
+            hovertemplate=f"%{{customdata[0]:.2f}}–%{{customdata[1]:.2f}} s silenced: {occlusion.base:.1%} → "
+            "%{customdata[2]:.1%}<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.update_layout(
+        height=height, margin={"l": 60, "r": 10, "t": 10, "b": 45},
+        xaxis={"title": "Time (s)", "range": [0, window_seconds]},
+        yaxis={"title": "Probability lost", "tickformat": ".0%", "zeroline": True},
+    )  # fmt: skip
     fig.update_yaxes(automargin=True)
     return fig
 

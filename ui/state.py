@@ -21,7 +21,7 @@ import numpy as np
 import streamlit as st
 
 from audiocnn.audio import AudioError, check_not_silent, fit_to_length
-from audiocnn.inference import Analysis, Predictor, Timeline
+from audiocnn.inference import Analysis, Occlusion, Predictor, Timeline
 from audiocnn.samples import SampleClip
 from audiocnn.untrusted import load_untrusted
 
@@ -31,6 +31,7 @@ WINDOWS = "audiocnn_windows"
 TIMELINES = "audiocnn_timelines"
 ANALYSES = "audiocnn_analyses"
 EXPLANATIONS = "audiocnn_explanations"
+OCCLUSIONS = "audiocnn_occlusions"
 INPUT_ERROR = "audiocnn_input_error"
 SEEN_INPUTS = "audiocnn_seen_inputs"
 
@@ -229,6 +230,16 @@ def explanation(clip: Clip, model: Predictor, index: int, class_index: int) -> d
     if cached is None:
         cached = model.explain(result.waveform, class_index)
         _remember(EXPLANATIONS, key, cached, MAX_EXPLANATIONS)
+    return cached
+
+
+def occlusion(clip: Clip, model: Predictor, index: int, class_index: int) -> Occlusion:
+    """The window's time occlusion for a class (20 forward passes), computed once per session."""
+    key = (clip.id, index, class_index)
+    cached = _recall(OCCLUSIONS, key)
+    if cached is None:
+        cached = model.occlusion(analysis(clip, model, index).waveform, class_index)
+        _remember(OCCLUSIONS, key, cached, MAX_EXPLANATIONS)
     return cached
 
 
