@@ -269,8 +269,8 @@ def occlusion_figure(occlusion: Occlusion, window_seconds: float, height: int = 
             "%{customdata[2]:.1%}<extra></extra>",
         )
     )  # fmt: skip
-    fig.update_layout(
-        height=height, margin={"l": 60, "r": 10, "t": 10, "b": 45},
+    fig.update_layout(  # the right margin matches the two colour bars beside the Grad-CAM map above it
+        height=height, margin={"l": 70, "r": 200, "t": 10, "b": 45},
         xaxis={"title": "Time (s)", "range": [0, window_seconds]},
         yaxis={"title": "Probability lost", "tickformat": ".0%", "zeroline": True},
     )  # fmt: skip
