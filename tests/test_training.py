@@ -281,6 +281,8 @@ def test_command_line_options(capsys):
     config, _ = parse_args(["--data-dir", "d", "--out", "o", "--ema-decay", "0.999", "--freq-shift", "4"])
     assert config.ema_decay == 0.999 and config.augment == AugmentConfig(max_freq_shift=4)
     assert config.features == FeatureConfig()
+    config, _ = parse_args(["--data-dir", "d", "--out", "o", "--init-from", "runs/base/best.pt"])
+    assert config.init_from == "runs/base/best.pt" and config.describe()["starts_from_checkpoint"] is True
     config, _ = parse_args(["--data-dir", "d", "--out", "o", "--hop-length", "256"])
     assert config.features == FeatureConfig(hop_length=256) and config.augment.time_mask_width == 64
     for option, value, message in (("--freq-shift", "-2", "max_freq_shift counts mel bands and cannot be negative"),
@@ -315,3 +317,33 @@ def test_device_spans_say_which_machine_trained_which_epochs():
     assert device_spans(history) == "cpu (x86_64): epochs 2-4, 9-10; cuda (NVIDIA H100): epochs 5-8"
     assert device_spans([{"epoch": 1, "device": "cpu (arm64)"}]) == "cpu (arm64): epochs 1"
     assert device_spans([{"epoch": 1}]) == ""
+
+
+def test_fine_tuning_starts_from_a_checkpoint_and_records_it(finished_run, tmp_path, tiny_esc50, cache):
+    start = finished_run / "best.pt"
+    config = tiny_config(tiny_esc50, tmp_path / "tuned", cache, epochs=1, lr=1e-9, val_folds=(), init_from=str(start))
+    tuned = load_checkpoint(train(config))
+    before = load_checkpoint(start).model.state_dict()
+    for name, value in tuned.model.state_dict().items():
+        if name.endswith("weight"):  # an lr of 1e-9 leaves the starting weights (batch-norm statistics do move)
+            torch.testing.assert_close(value, before[name], rtol=0, atol=1e-6, msg=name)
+    assert tuned.metadata["initialised_from"]["path"] == str(start)
+    assert tuned.metadata["initialised_from"]["train_folds"] == [1, 2, 3]
+    assert tuned.metadata["recipe"]["starts_from_checkpoint"] is True
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"train_folds": (1, 2, 4), "val_folds": (), "test_folds": (3,)}, r"trained on fold\(s\) \[3\]"),
+        ({"val_folds": (), "model": replace(TINY_MODEL, pooling="time-max")}, "another architecture"),
+    ],
+    ids=["leak", "architecture"],
+)
+def test_fine_tuning_refuses_a_start_that_leaks_or_does_not_fit(
+    finished_run, tmp_path, tiny_esc50, cache, changes, message
+):
+    config = tiny_config(tiny_esc50, tmp_path / "tuned", cache, init_from=str(finished_run / "best.pt"), **changes)
+    with pytest.raises(CheckpointError, match=message):
+        train(config)
+    assert not (tmp_path / "tuned" / "last.pt").exists()

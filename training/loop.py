@@ -30,7 +30,14 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import audiocnn
-from audiocnn.checkpoint import CheckpointError, checkpoint_payload, read_payload, save_atomically, save_checkpoint
+from audiocnn.checkpoint import (
+    CheckpointError,
+    checkpoint_payload,
+    load_checkpoint,
+    read_payload,
+    save_atomically,
+    save_checkpoint,
+)
 from audiocnn.features import FeatureConfig
 from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.precision import bf16_pays_off
@@ -92,6 +99,9 @@ class TrainConfig:
     """Serve an exponential moving average of the weights (and batch-norm statistics), updated
     after every step, instead of the last step's weights; 0 turns it off. The averaged model is
     what validation scores and ``best.pt`` holds; ``last.pt`` keeps both."""
+    init_from: str | None = None
+    """Start from this checkpoint's weights instead of random ones (fine-tuning). It must have this
+    run's architecture and features, and must not have trained on a fold this run holds out."""
 
     def __post_init__(self) -> None:
         # Checked on construction, so every entry point (CLI, cross-validation, Modal) refuses them before any work.
@@ -119,6 +129,7 @@ class TrainConfig:
         data["train_folds"], data["val_folds"], data["test_folds"] = (
             list(self.train_folds), list(self.val_folds), list(self.test_folds)
         )  # fmt: skip
+        data["starts_from_checkpoint"] = self.init_from is not None  # the path may differ per fold or machine
         return data
 
 
@@ -196,11 +207,12 @@ def _load_split(config: TrainConfig, folds: tuple[int, ...]) -> tuple[torch.Tens
 
 
 RESUME_FIXED = ("train_folds", "val_folds", "test_folds", "epochs", "batch_size", "lr", "weight_decay",
-                "label_smoothing", "seed", "model", "features", "augment", "ema_decay")  # fmt: skip
+                "label_smoothing", "seed", "model", "features", "augment", "ema_decay",
+                "starts_from_checkpoint")  # fmt: skip
 """Recipe fields a resumed run must share with the run it continues (paths and device may change)."""
 
 
-RECIPE_OPTIONS_ADDED_LATER = {"ema_decay": 0.0}
+RECIPE_OPTIONS_ADDED_LATER = {"ema_decay": 0.0, "starts_from_checkpoint": False}
 """Recipe options newer than the first release, with the value that reproduces what runs saved before them did."""
 
 
@@ -234,6 +246,27 @@ def _check_same_recipe(path: Path, saved: dict[str, Any], current: dict[str, Any
         raise ResumeError(f"cannot resume {path} with different settings ({detail}); use its settings or a new --out")
 
 
+def _start_from(model: AudioCNN, config: TrainConfig) -> dict[str, Any]:
+    """Load ``config.init_from``'s weights into ``model``; returns where they came from, for the record.
+
+    Refuses a start that would leak: one whose training folds (unknown ones included) meet the
+    folds this run validates or tests on.
+    """
+    path = str(config.init_from)
+    start = load_checkpoint(path)
+    if start.model_config != config.model or start.feature_config != config.features:
+        raise CheckpointError(f"{path} has another architecture or other features than this run; cannot start from it")
+    trained_on = start.metadata.get("train_folds")
+    if not trained_on:
+        raise CheckpointError(f"{path} does not say which folds it was trained on, so it could have seen held-out data")
+    seen = set(trained_on) & (set(config.val_folds) | set(config.test_folds))
+    if seen:
+        raise CheckpointError(f"{path} was trained on fold(s) {sorted(seen)}, which this run holds out")
+    model.load_state_dict(start.model.state_dict())
+    return {"path": path, "train_folds": list(trained_on), "recipe": start.metadata.get("recipe"),
+            "epochs_trained": start.metadata.get("epochs_trained")}  # fmt: skip
+
+
 def train(
     config: TrainConfig, resume: bool = False, on_epoch_end: Callable[[dict[str, float]], None] | None = None
 ) -> Path:
@@ -262,6 +295,7 @@ def train(
         torch.backends.cudnn.benchmark = True  # every batch has the same shape
 
     model = AudioCNN(config.model).to(device).to(memory_format=torch.channels_last)
+    initialised_from = _start_from(model, config) if config.init_from else None  # before averaging copies it
     optimizer = build_optimizer(model, config)
     averaged = (
         AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
@@ -308,6 +342,8 @@ def train(
         "bf16_autocast": autocast,
         "selection": "best validation accuracy" if config.val_folds else "final epoch of a fixed schedule",
     }
+    if initialised_from is not None:
+        metadata_base["initialised_from"] = initialised_from
     for epoch in range(start_epoch, config.epochs):
         model.train()
         order = torch.randperm(len(x_train), generator=generator)

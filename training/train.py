@@ -116,6 +116,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     parser.add_argument("--cache-dir", default=None, help="log-mel cache folder (default: <out>/cache)")
     parser.add_argument("--no-cache", action="store_true", help="keep the log-mels in memory only (no cache file)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                        help="start from this checkpoint's weights (fine-tuning; it must not know a held-out fold)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     args = parser.parse_args(argv)
     cache_dir = None if args.no_cache else (args.cache_dir or str(Path(args.out) / "cache"))
@@ -125,7 +127,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
             val_folds=tuple(args.val_folds), test_folds=tuple(args.test_folds), epochs=args.epochs,
             batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
             device=args.device, cache_dir=cache_dir, model=model_config(args.model_size), threads=args.threads,
-            ema_decay=args.ema_decay, **front_end_and_augment(args.hop_length, args.freq_shift),
+            ema_decay=args.ema_decay, init_from=args.init_from,
+            **front_end_and_augment(args.hop_length, args.freq_shift),
         )  # fmt: skip
     except ValueError as error:
         parser.error(str(error))
