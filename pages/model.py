@@ -44,6 +44,11 @@ facts = {
     "test folds": metadata.get("test_folds"), "device": metadata.get("devices") or metadata.get("device"),
 }  # fmt: skip
 st.caption(" · ".join(f"{key}: {value}" for key, value in facts.items() if value not in (None, "", [])))
+if start := metadata.get("initialised_from"):  # a fine-tuned model: its curves are the fine-tuning's only
+    st.caption(
+        f"Fine-tuned from a model trained {start.get('epochs_trained', '?')} epochs on folds "
+        f"{start.get('train_folds', '?')}; the curves below are the fine-tuning's."
+    )
 if isinstance(metadata.get("recipe"), dict):
     with st.expander("Training recipe"):
         st.json(metadata["recipe"], expanded=False)

@@ -478,12 +478,14 @@ def test_cv_summary_of_a_complete_cross_validation_and_of_none():
 
 
 @contextlib.contextmanager
-def serving(monkeypatch, path: Path, config: ModelConfig, features: FeatureConfig) -> Iterator[None]:
-    """Run the app on a freshly initialised checkpoint of another shape than the shipped one."""
+def serving(
+    monkeypatch, path: Path, config: ModelConfig, features: FeatureConfig, metadata: dict | None = None
+) -> Iterator[None]:
+    """Run the app on a freshly initialised checkpoint of another shape (or record) than the shipped one."""
     import ui.resources
 
     torch.manual_seed(0)
-    save_checkpoint(path, AudioCNN(config).eval(), features, list(CLASS_NAMES))
+    save_checkpoint(path, AudioCNN(config).eval(), features, list(CLASS_NAMES), metadata)
     st.cache_resource.clear()
     st.cache_data.clear()
     monkeypatch.setattr(ui.resources, "_load_predictor", lambda: Predictor.from_checkpoint(path))
@@ -537,3 +539,14 @@ def test_top_class_names_the_class_and_its_probability():
     probabilities[CLASS_NAMES.index("rooster")] = 0.86
     info = class_info("rooster")
     assert top_class(Prediction(probabilities, CLASS_NAMES)) == f"{info.emoji} {info.display_name} (86%)"
+
+
+def test_model_page_says_a_model_was_fine_tuned(monkeypatch, tmp_path):
+    config = ModelConfig(stem_channels=16, widths=(16, 32), blocks=(1, 1))
+    start = {"path": "runs/base/best.pt", "train_folds": [1, 2, 3, 4], "epochs_trained": 300}
+    with serving(monkeypatch, tmp_path / "tuned.pt", config, FeatureConfig(), {"initialised_from": start}):
+        at = new_app()
+        at.switch_page("pages/model.py").run()
+        check_clean(at)
+        assert any(c.value.startswith("Fine-tuned from a model trained 300 epochs on folds [1, 2, 3, 4]")
+                   for c in at.caption)  # fmt: skip
