@@ -129,10 +129,14 @@ SILENCE_PEAK = 1e-4
 """Peak amplitude (-80 dBFS) under which a recording counts as silent: nothing to classify."""
 
 
+def is_silent(signal: np.ndarray) -> bool:
+    """Whether no sample reaches ``SILENCE_PEAK``: nothing a classifier could meaningfully label."""
+    return (float(np.max(np.abs(signal))) if signal.size else 0.0) < SILENCE_PEAK
+
+
 def check_not_silent(signal: np.ndarray) -> None:
     """Refuse digital silence, which every classifier would label with meaningless confidence."""
-    peak = float(np.max(np.abs(signal))) if signal.size else 0.0
-    if peak < SILENCE_PEAK:
+    if is_silent(signal):
         raise AudioError("The recording is silent (no sound above -80 dBFS), so there is nothing to classify.")
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from audiocnn.audio import MAX_DURATION_SECONDS, MAX_FILE_BYTES, SILENCE_PEAK
+from audiocnn.audio import MAX_DURATION_SECONDS, MAX_FILE_BYTES, is_silent
 from audiocnn.explain import CAM_LAYERS, DEFAULT_CAM_LAYER, OCCLUSION_SECONDS
 from ui import components, plots, resources, state
 from ui.axes import cell_milliseconds, input_axes, node_strides
@@ -97,7 +97,7 @@ def _show_clip(clip: state.Clip) -> None:
     with st.spinner("Analysing…"):
         result = state.analysis(clip, model, index)
     prediction = result.prediction
-    if np.max(np.abs(result.waveform)) < SILENCE_PEAK:  # the clip has sound, but not in this window
+    if is_silent(result.waveform):  # the clip has sound (checked on upload), but not in this window
         st.warning(
             "This window is silent (no sound above -80 dBFS): the prediction below means nothing. "
             "Pick another window on the timeline above."
