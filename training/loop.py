@@ -288,14 +288,15 @@ def train(
     class_names = class_names_from_metadata(read_metadata(config.data_dir))
     if len(class_names) != config.model.num_classes:
         raise DatasetError(f"dataset has {len(class_names)} classes, model config {config.model.num_classes}")
+    model = AudioCNN(config.model).to(device).to(memory_format=torch.channels_last)
+    # Before the features are computed (a refused start costs nothing) and before averaging copies the model.
+    initialised_from = _start_from(model, config) if config.init_from else None
     x_train, y_train = _load_split(config, config.train_folds)
     x_val, y_val = _load_split(config, config.val_folds) if config.val_folds else (None, None)
     if device.type == "cuda":  # the cached log-mels fit a GPU (2000 clips: 221 MB): no copy per step
         x_train, y_train = x_train.to(device), y_train.to(device)
         torch.backends.cudnn.benchmark = True  # every batch has the same shape
 
-    model = AudioCNN(config.model).to(device).to(memory_format=torch.channels_last)
-    initialised_from = _start_from(model, config) if config.init_from else None  # before averaging copies it
     optimizer = build_optimizer(model, config)
     averaged = (
         AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
