@@ -99,8 +99,9 @@ def read_payload(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        found = re.search(r"GLOBAL (\S+)", str(error))
-        if found is None:  # bytes the safe unpickler cannot even parse: damage, not a payload
+        found = re.search(r"GLOBAL ([A-Za-z_][\w.]*)", str(error))
+        if found is None:  # damage, not a payload: bytes the safe unpickler cannot parse, or a nameless GLOBAL
+            # opcode (a lone b"c" reads as "GLOBAL ." and must not be reported as code)
             raise CheckpointError(f"Checkpoint {path} is corrupt or truncated: not a readable torch file") from error
         raise CheckpointError(
             f"Refused to load {path}: it contains Python objects other than tensors and plain "

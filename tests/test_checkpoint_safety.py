@@ -8,8 +8,8 @@ NaN weights, architectures declared too big to build, and the CLI's handling of 
 
 from __future__ import annotations
 
-import os
 import pickle
+import random
 import subprocess
 import sys
 import zipfile
@@ -121,11 +121,20 @@ def test_not_a_checkpoint_dictionary(tmp_path: Path, data: object, match: str) -
     _refused(_save(tmp_path / "odd.pt", data), match)
 
 
-@pytest.mark.parametrize("size", [0, 1, 100, 10_000])
-def test_random_bytes(tmp_path: Path, size: int) -> None:
+@pytest.mark.parametrize("size", [0, 100, 10_000])
+@pytest.mark.parametrize("seed", range(5))
+def test_random_bytes(tmp_path: Path, size: int, seed: int) -> None:
     path = tmp_path / "random.pt"
-    path.write_bytes(os.urandom(size))
+    path.write_bytes(random.Random(seed).randbytes(size))
     _refused(path, "corrupt or truncated")
+
+
+def test_every_single_byte_file_is_damage_not_code(tmp_path: Path) -> None:
+    """A one-byte file can be a pickle opcode (b"c" is a nameless GLOBAL); none of them may read as code."""
+    path = tmp_path / "one-byte.pt"
+    for value in range(256):
+        path.write_bytes(bytes([value]))
+        _refused(path, "corrupt or truncated")
 
 
 @pytest.mark.parametrize("keep", [0.99, 0.7, 0.3])
