@@ -224,7 +224,7 @@ def test_occlusion_finds_the_one_sound_of_a_clip(shipped_checkpoint):
     dog = model.class_names.index("dog")
     result = model.occlusion(clip, dog)
     assert len(result.starts) == 10 and result.starts[0] == 0 and result.ends[-1] == model.feature_config.clip_seconds
-    assert result.base == pytest.approx(model.predict(clip).probabilities[dog])
+    assert result.base == pytest.approx(model.predict(clip).probabilities[dog], abs=1e-3)  # up to bf16 batch noise
     holding = int(np.argmax(result.drops))
     assert result.starts[holding] <= 2.2 < result.ends[holding] and result.drops[holding] > 0.1
     far = (result.ends < 1.9) | (result.starts > 3.2)
