@@ -71,14 +71,23 @@ def modal_main(
     ema_decay: float = TrainConfig.ema_decay,
     freq_shift: int = AugmentConfig.max_freq_shift,
     hop_length: int = FeatureConfig.hop_length,
+    init_from: str = "",
     run_name: str = "default",
     cv: bool = False,
     resume: bool = False,
 ) -> None:
-    """`modal run training/train.py [--epochs N] [--cv] ...`; --cv trains all 5 folds in parallel."""
+    """`modal run training/train.py [--epochs N] [--cv] ...`; --cv trains all 5 folds in parallel.
+
+    ``--init-from`` names a checkpoint on the volume, relative to it; ``{fold}`` in it becomes each
+    run's test fold, so ``--cv --init-from base/fold{fold}/best.pt`` fine-tunes every fold from its
+    own first-stage model (a start that saw the fold it tests on is refused remotely).
+    """
     test_folds = list(FOLDS) if cv else [test_fold]
     if val_fold in test_folds:
         raise ValueError(f"--val-fold {val_fold} is also a test fold" + (" (with --cv leave it at 0)" if cv else ""))
+    if cv and init_from and "{fold}" not in init_from:
+        raise ValueError("with --cv, --init-from needs {fold} (e.g. base/fold{fold}/best.pt): one start for every "
+                         "fold would have trained on the others' test folds")  # fmt: skip
     configs = []
     for fold in test_folds:
         train_folds = tuple(f for f in FOLDS if f not in (fold, val_fold))
@@ -86,6 +95,7 @@ def modal_main(
             data_dir=REMOTE_DATA, out_dir=f"{VOLUME_PATH}/{run_name}/fold{fold}", train_folds=train_folds,
             val_folds=(val_fold,) if val_fold else (), test_folds=(fold,), epochs=epochs,
             batch_size=batch_size, lr=lr, seed=seed, model=model_config(model_size), ema_decay=ema_decay,
+            init_from=f"{VOLUME_PATH}/{init_from.format(fold=fold)}" if init_from else None,
             **front_end_and_augment(hop_length, freq_shift),
         ))  # fmt: skip
     for path in train_remote.map(configs, kwargs={"resume": resume}):
