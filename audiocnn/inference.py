@@ -100,9 +100,6 @@ class Timeline:
     def mean(self) -> Prediction:
         return Prediction(self.probabilities.mean(axis=0), self.class_names)
 
-    def window(self, index: int) -> Prediction:
-        return Prediction(self.probabilities[index], self.class_names)
-
 
 class Predictor:
     """Inference, activations and Grad-CAM for one checkpoint."""

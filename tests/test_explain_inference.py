@@ -99,7 +99,7 @@ def test_timeline_windows_of_a_12_second_recording(predictor):
     assert timeline.window_seconds == 5.0
     assert timeline.probabilities.shape == (8, 50)
     np.testing.assert_allclose(timeline.probabilities.sum(axis=1), 1.0, atol=1e-6)
-    np.testing.assert_allclose(timeline.window(7).probabilities, predictor.predict(recording[7 * RATE :]).probabilities,
+    np.testing.assert_allclose(timeline.probabilities[7], predictor.predict(recording[7 * RATE :]).probabilities,
                                atol=1e-6)  # fmt: skip
     np.testing.assert_allclose(timeline.mean.probabilities, timeline.probabilities.mean(axis=0))
     assert predictor.timeline(recording, hop_seconds=2.5).starts.tolist() == [0, 2.5, 5, 7]

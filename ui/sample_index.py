@@ -22,7 +22,6 @@ BATCH = 10
 @dataclass(frozen=True)
 class SampleIndex:
     clips: tuple[SampleClip, ...]
-    probabilities: np.ndarray  # (clips, classes)
     channel_means: dict[str, np.ndarray]  # node -> (clips, channels): mean activation over the map
 
     def top_clips(self, node: str, channel: int, k: int = 5) -> list[tuple[SampleClip, float]]:
@@ -39,19 +38,14 @@ def build_sample_index(
     progress: Callable[[float], None] | None = None,
 ) -> SampleIndex:
     """Run every clip through the model once, keeping per-channel means of ``nodes`` (bundled clips are trusted)."""
-    probabilities, means = [], {node: [] for node in nodes}
+    means: dict[str, list[np.ndarray]] = {node: [] for node in nodes}
     for start in range(0, len(clips), BATCH):
         batch = clips[start : start + BATCH]
         features = predictor.logmel([predictor.load(clip.path) for clip in batch])
         with torch.inference_mode():
-            logits, activations = predictor.forward(features, return_activations=True)
-        probabilities.append(torch.softmax(logits, dim=1).numpy())
+            _, activations = predictor.forward(features, return_activations=True)
         for node in nodes:
             means[node].append(activations[node].float().mean(dim=(2, 3)).numpy())
         if progress is not None:
             progress(min(1.0, (start + len(batch)) / len(clips)))
-    return SampleIndex(
-        tuple(clips),
-        np.concatenate(probabilities) if probabilities else np.zeros((0, len(predictor.class_names))),
-        {node: np.concatenate(values) for node, values in means.items() if values},
-    )
+    return SampleIndex(tuple(clips), {node: np.concatenate(values) for node, values in means.items() if values})
