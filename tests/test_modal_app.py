@@ -107,6 +107,8 @@ def test_validation_fold_cannot_be_a_test_fold(monkeypatch):
 def test_fine_tuning_starts_from_a_checkpoint_on_the_volume(monkeypatch):
     (single,) = run_entrypoint(monkeypatch, init_from="base/fold5/best.pt", epochs=5).configs
     assert single.init_from == "/runs/base/fold5/best.pt" and single.describe()["starts_from_checkpoint"]
+    (printed,) = run_entrypoint(monkeypatch, init_from="/base/fold5/best.pt").configs  # as the runs print it
+    assert printed.init_from == "/runs/base/fold5/best.pt"
     folds = run_entrypoint(monkeypatch, cv=True, init_from="cv-base/fold{fold}/best.pt").configs
     assert [c.init_from for c in folds] == [f"/runs/cv-base/fold{k}/best.pt" for k in range(1, 6)]
     assert all(c.init_from is None for c in run_entrypoint(monkeypatch).configs)

@@ -78,9 +78,10 @@ def modal_main(
 ) -> None:
     """`modal run training/train.py [--epochs N] [--cv] ...`; --cv trains all 5 folds in parallel.
 
-    ``--init-from`` names a checkpoint on the volume, relative to it; ``{fold}`` in it becomes each
-    run's test fold, so ``--cv --init-from base/fold{fold}/best.pt`` fine-tunes every fold from its
-    own first-stage model (a start that saw the fold it tests on is refused remotely).
+    ``--init-from`` names a checkpoint on the volume, relative to it (a leading ``/``, as in the
+    paths this command prints, is the volume's root); ``{fold}`` in it becomes each run's test
+    fold, so ``--cv --init-from base/fold{fold}/best.pt`` fine-tunes every fold from its own
+    first-stage model (a start that saw the fold it tests on is refused remotely).
     """
     test_folds = list(FOLDS) if cv else [test_fold]
     if val_fold in test_folds:
@@ -95,7 +96,7 @@ def modal_main(
             data_dir=REMOTE_DATA, out_dir=f"{VOLUME_PATH}/{run_name}/fold{fold}", train_folds=train_folds,
             val_folds=(val_fold,) if val_fold else (), test_folds=(fold,), epochs=epochs,
             batch_size=batch_size, lr=lr, seed=seed, model=model_config(model_size), ema_decay=ema_decay,
-            init_from=f"{VOLUME_PATH}/{init_from.format(fold=fold)}" if init_from else None,
+            init_from=f"{VOLUME_PATH}/{init_from.format(fold=fold).lstrip('/')}" if init_from else None,
             **front_end_and_augment(hop_length, freq_shift),
         ))  # fmt: skip
     for path in train_remote.map(configs, kwargs={"resume": resume}):
