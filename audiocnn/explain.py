@@ -25,6 +25,13 @@ clip's floor (SpecAugment), so a half-second gap of that same floor is an input 
 what it loses measures reliance on that stretch, not surprise at an unnatural edit."""
 
 
+def check_class_index(class_index: int, num_classes: int) -> None:
+    """Refuse a class index out of range: a negative one would count from the end and silently
+    explain another class."""
+    if not 0 <= class_index < num_classes:
+        raise ValueError(f"class_index {class_index} is out of range for {num_classes} classes")
+
+
 def grad_cam(
     model: AudioCNN,
     logmel: torch.Tensor,
@@ -56,12 +63,9 @@ def cams_from_forward(
     """Grad-CAM maps from a forward pass already taken with activations (one backward pass).
 
     Lets a caller that needed the forward anyway (a full analysis) reuse it; ``layers``
-    defaults to those of ``CAM_LAYERS`` the model has. ``class_index`` must be in range: a negative one
-    would count from the end and silently explain another class.
+    defaults to those of ``CAM_LAYERS`` the model has.
     """
-    num_classes = logits.shape[-1]
-    if not 0 <= class_index < num_classes:
-        raise ValueError(f"class_index {class_index} is out of range for {num_classes} classes")
+    check_class_index(class_index, logits.shape[-1])
     if layers is None:
         layers = [name for name in CAM_LAYERS if name in activations]
     targets = [activations[name] for name in layers]

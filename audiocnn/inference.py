@@ -16,7 +16,7 @@ import torch
 
 from .audio import check_not_silent, fit_to_length, load_audio, sanitize, window_starts
 from .checkpoint import LoadedCheckpoint, load_checkpoint
-from .explain import OCCLUSION_SECONDS, cams_from_forward, grad_cam, occluded_copies
+from .explain import OCCLUSION_SECONDS, cams_from_forward, check_class_index, grad_cam, occluded_copies
 from .features import FeatureConfig, LogMel
 from .model import ModelConfig
 from .precision import bf16_pays_off
@@ -260,14 +260,14 @@ class Predictor:
     def occlusion(self, waveform: np.ndarray, class_index: int, slice_seconds: float = OCCLUSION_SECONDS) -> Occlusion:
         """How much ``class_index`` loses when each ``slice_seconds`` of the window is silenced.
 
-        Every copy is scored as ``predict`` scores (all views); a 5 s window at 0.5 s costs 10
-        copies x views forward passes. ``base``, the untouched window, is scored in the first batch
-        with the copies: bf16 results depend on the batch's size, so a base scored alone would
-        differ from an identical copy by that noise (about 1e-4), and silencing a stretch that is
-        already silent would seem to move the class. ``base`` is ``predict``'s probability up to it.
+        Every copy is scored as ``predict`` scores (all views); a 5 s window at 0.5 s costs 11
+        windows (10 copies and the untouched one) x views forward passes. ``base``, the untouched
+        window, is scored in the first batch with the copies: bf16 results depend on the batch's
+        size, so a base scored alone would differ from an identical copy by that noise (about 1e-4),
+        and silencing a stretch that is already silent would seem to move the class. ``base`` is
+        ``predict``'s probability up to it.
         """
-        if not 0 <= class_index < len(self.class_names):
-            raise ValueError(f"class_index {class_index} is out of range for {len(self.class_names)} classes")
+        check_class_index(class_index, len(self.class_names))
         config = self.feature_config
         features = self.logmel(self._window(waveform))
         slice_frames = max(1, round(slice_seconds * config.sample_rate / config.hop_length))

@@ -234,7 +234,7 @@ def explanation(clip: Clip, model: Predictor, index: int, class_index: int) -> d
 
 
 def occlusion(clip: Clip, model: Predictor, index: int, class_index: int) -> Occlusion:
-    """The window's time occlusion for a class (20 forward passes), computed once per session."""
+    """The window's time occlusion for a class (22 forward passes), computed once per session."""
     key = (clip.id, index, class_index)
     cached = _recall(OCCLUSIONS, key)
     if cached is None:
