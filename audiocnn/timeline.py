@@ -1,0 +1,125 @@
+"""Class probabilities over a long recording, window by window, computed in steps.
+
+A timeline of a 10-minute recording is hundreds of forward passes, so it is computed a batch of
+windows at a time by a ``TimelineScan``: a caller (the app) can show windows done / total, stop
+between batches and resume later from where it stopped, and a caller that only wants the result
+(the CLI, ``Predictor.timeline``) runs it to the end. Windows are placed by ``window_starts``;
+``capped_hop`` widens the hop of very long recordings so that no timeline has more than
+``MAX_WINDOWS`` windows, the one rule the app and the CLI share.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .audio import window_starts
+
+if TYPE_CHECKING:
+    from .inference import Prediction, Predictor
+
+MAX_WINDOWS = 150
+"""Windows in a timeline at most: beyond 154 s of audio at a 1 s hop the hop grows instead."""
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Class probabilities of overlapping windows across a long recording."""
+
+    starts: np.ndarray  # window start times in seconds
+    window_seconds: float
+    probabilities: np.ndarray  # (windows, classes)
+    class_names: tuple[str, ...]
+
+    @property
+    def mean(self) -> Prediction:
+        from .inference import Prediction  # the module that defines predictions imports this one
+
+        return Prediction(self.probabilities.mean(axis=0), self.class_names)
+
+
+def capped_hop(num_samples: int, window: int, hop: int, max_windows: int = MAX_WINDOWS) -> int:
+    """``hop`` (samples), widened just enough that ``window_starts`` places at most ``max_windows`` windows."""
+    if max_windows < 2:
+        raise ValueError(f"max_windows must be at least 2, not {max_windows}")
+    span = num_samples - window
+    return max(hop, -(-span // (max_windows - 1))) if span > 0 else hop
+
+
+class TimelineScan:
+    """A recording's timeline, computed ``batch`` windows per ``step`` (one batched forward per view).
+
+    Each step cuts its windows from the recording as it goes, so memory is that of one batch
+    however long the file (all windows of 10 minutes at a 1 s hop at once would be 263 MB). Each
+    window is scored exactly as ``Predictor.predict`` scores a clip (every view), and a window's
+    result does not depend on which others share its batch (the dB floor is per window), so a scan
+    stopped and resumed gives the same timeline as one run straight through.
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        waveform: np.ndarray,
+        hop_seconds: float = 1.0,
+        max_windows: int | None = None,
+        batch: int = 16,
+    ) -> None:
+        """``max_windows``: widen the hop (``capped_hop``) so that the timeline has at most that many windows."""
+        if not hop_seconds > 0:
+            raise ValueError(f"hop_seconds must be positive, not {hop_seconds}")
+        config = predictor.feature_config
+        self._predictor = predictor
+        self._waveform = waveform
+        self._length = config.clip_samples
+        hop = max(1, round(hop_seconds * config.sample_rate))
+        if max_windows is not None:
+            hop = capped_hop(waveform.shape[0], self._length, hop, max_windows)
+        self._starts = window_starts(waveform.shape[0], self._length, hop)
+        self._batch = max(1, batch)
+        self._parts: list[np.ndarray] = []
+        self._done = 0
+        self._lock = threading.Lock()
+
+    @property
+    def total(self) -> int:
+        return len(self._starts)
+
+    @property
+    def done(self) -> int:
+        return self._done
+
+    @property
+    def finished(self) -> bool:
+        return self._done == self.total
+
+    def step(self) -> int:
+        """Score the next batch of windows; returns how many are done (a finished scan does nothing)."""
+        with self._lock:
+            if not self.finished:
+                starts = self._starts[self._done : self._done + self._batch]
+                windows = [self._waveform[s : s + self._length] for s in starts]
+                self._parts.append(self._predictor._probabilities(self._predictor.logmel(windows)))
+                self._done += len(starts)
+            return self._done
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> Timeline:
+        """Every remaining window; ``progress(done, total)`` after each batch."""
+        while not self.finished:
+            done = self.step()
+            if progress is not None:
+                progress(done, self.total)
+        return self.result()
+
+    def result(self) -> Timeline:
+        """The timeline of the windows scored so far (all of them once ``finished``)."""
+        with self._lock:
+            if not self._done:
+                raise RuntimeError("no window has been scored yet: call step() first")
+            config = self._predictor.feature_config
+            starts = np.asarray(self._starts[: self._done]) / config.sample_rate
+            probabilities = np.concatenate(self._parts)
+            return Timeline(starts, config.clip_seconds, probabilities, self._predictor.class_names)
