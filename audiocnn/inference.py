@@ -197,15 +197,20 @@ class Predictor:
             return self.predict(waveform)
         return self.timeline_scan(waveform, max_windows=MAX_WINDOWS).run().mean
 
-    def timeline(self, waveform: np.ndarray, hop_seconds: float = 1.0) -> Timeline:
-        """Probabilities of overlapping model windows (hop at most ``hop_seconds``) over a recording."""
-        return self.timeline_scan(waveform, hop_seconds).run()
+    def timeline(self, waveform: np.ndarray, hop_seconds: float = 1.0, exact: bool = False) -> Timeline:
+        """Probabilities of overlapping model windows (hop at most ``hop_seconds``) over a recording.
+
+        ``exact``: every window scored on its own; by default closely overlapping windows share one
+        pass of the network and only the windows that pass cannot decide are scored on their own
+        (``TimelineScan``, ``shared_windows``).
+        """
+        return self.timeline_scan(waveform, hop_seconds, exact=exact).run()
 
     def timeline_scan(
-        self, waveform: np.ndarray, hop_seconds: float = 1.0, max_windows: int | None = None
+        self, waveform: np.ndarray, hop_seconds: float = 1.0, max_windows: int | None = None, exact: bool = False
     ) -> TimelineScan:
         """The timeline as a scan computed a batch at a time (progress, stop and resume: ``TimelineScan``)."""
-        return TimelineScan(self, waveform, hop_seconds, max_windows, WINDOW_BATCH)
+        return TimelineScan(self, waveform, hop_seconds, max_windows, WINDOW_BATCH, exact)
 
     def analyze(
         self,
