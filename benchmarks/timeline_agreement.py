@@ -25,7 +25,7 @@ import torch
 from audiocnn.audio import load_audio
 from audiocnn.inference import Predictor
 from audiocnn.shared_windows import shared_probabilities
-from audiocnn.timeline import MAX_WINDOWS, TimelineScan
+from audiocnn.timeline import MAX_WINDOWS
 
 SWEEP = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 
@@ -59,16 +59,17 @@ def compare(predictor: Predictor, waves: list[np.ndarray], max_windows: int | No
     shared = rescored = 0
     for wave in waves:
         start = time.perf_counter()
-        exact.append(TimelineScan(predictor, wave, max_windows=max_windows, exact=True).run().probabilities)
+        exact.append(predictor.timeline_scan(wave, max_windows=max_windows, exact=True).run().probabilities)
         seconds["exact"] += time.perf_counter() - start
         start = time.perf_counter()
-        scan = TimelineScan(predictor, wave, max_windows=max_windows)
+        scan = predictor.timeline_scan(wave, max_windows=max_windows)
         fast.append(scan.run().probabilities)
         seconds["fast"] += time.perf_counter() - start
         shared, rescored = shared + scan.shared, rescored + scan.rescored
         starts = (scan.result().starts * predictor.feature_config.sample_rate).round().astype(int).tolist()
-        estimates.append(np.concatenate([shared_probabilities(predictor, wave, starts[i : i + 16])
-                                         for i in range(0, len(starts), 16)]))  # fmt: skip
+        step = scan.batch  # the groups the scan estimated together
+        estimates.append(np.concatenate([shared_probabilities(predictor, wave, starts[i : i + step])
+                                         for i in range(0, len(starts), step)]))  # fmt: skip
     e, f, s = np.concatenate(exact), np.concatenate(fast), np.concatenate(estimates)
     top_two = np.sort(s, axis=1)[:, -2:]
     margin = top_two[:, 1] - top_two[:, 0]
