@@ -193,6 +193,10 @@ class Predictor:
         """
         waveform = self.load(source)
         check_not_silent(waveform)
+        return self.predict_recording(waveform)
+
+    def predict_recording(self, waveform: np.ndarray) -> Prediction:
+        """A whole recording's answer: ``predict`` up to one window, the capped timeline's mean beyond."""
         if waveform.shape[0] <= self.feature_config.clip_samples:
             return self.predict(waveform)
         return self.timeline_scan(waveform, max_windows=MAX_WINDOWS).run().mean
