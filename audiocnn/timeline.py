@@ -114,6 +114,11 @@ class TimelineScan:
         return self._batch
 
     @property
+    def starts(self) -> np.ndarray:
+        """Start of every planned window in seconds, scored or not."""
+        return np.asarray(self._starts) / self._predictor.feature_config.sample_rate
+
+    @property
     def total(self) -> int:
         return len(self._starts)
 
@@ -170,7 +175,6 @@ class TimelineScan:
         with self._lock:
             if not self._done:
                 raise RuntimeError("no window has been scored yet: call step() first")
-            config = self._predictor.feature_config
-            starts = np.asarray(self._starts[: self._done]) / config.sample_rate
             probabilities = np.concatenate(self._parts)
-            return Timeline(starts, config.clip_seconds, probabilities, self._predictor.class_names)
+            seconds = self._predictor.feature_config.clip_seconds
+            return Timeline(self.starts[: self._done], seconds, probabilities, self._predictor.class_names)
