@@ -42,10 +42,11 @@ def before(predictor: Predictor, files: list[Path], top_k: int) -> list[dict]:
     return results
 
 
-def clips_per_second(run: Callable[[], object], count: int, rounds: list[float]) -> None:
+def clips_per_second(run: Callable[[], list[dict]], count: int, rounds: list[float]) -> list[dict]:
     start = time.perf_counter()
-    run()
+    results = run()
     rounds.append(count / (time.perf_counter() - start))
+    return results
 
 
 def compare(predictor: Predictor, files: list[Path], repeats: int) -> dict[str, Any]:
@@ -53,9 +54,8 @@ def compare(predictor: Predictor, files: list[Path], repeats: int) -> dict[str, 
     old, new = [], []
     before(predictor, files[:8], 5), predict_files(predictor, files[:8], 5)  # warm-up
     for _ in range(repeats):
-        clips_per_second(lambda: before(predictor, files, 5), len(files), old)
-        clips_per_second(lambda: predict_files(predictor, files, 5), len(files), new)
-    a, b = before(predictor, files, 5), predict_files(predictor, files, 5)
+        a = clips_per_second(lambda: before(predictor, files, 5), len(files), old)
+        b = clips_per_second(lambda: predict_files(predictor, files, 5), len(files), new)
     same_top = sum(
         x["predictions"][0]["label"] == y["predictions"][0]["label"] for x, y in zip(a, b) if "error" not in x
     )
@@ -67,7 +67,7 @@ def compare(predictor: Predictor, files: list[Path], repeats: int) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cli_speed", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=None, help="ESC-50 folder: also time the fold-5 clips")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds of each path")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads:
