@@ -3,7 +3,9 @@
 A timeline of a 10-minute recording is hundreds of forward passes, so it is computed a batch of
 windows at a time by a ``TimelineScan``: a caller (the app) can show windows done / total, stop
 between batches and resume later from where it stopped, and a caller that only wants the result
-(the CLI, ``Predictor.timeline``) runs it to the end. Windows are placed by ``window_starts``;
+(the CLI, ``Predictor.timeline``) runs it to the end. Where windows overlap closely, a batch shares
+one pass of the network and only its undecided windows are scored on their own (``TimelineScan``).
+Windows are placed by ``window_starts``;
 ``capped_hop`` widens the hop of very long recordings so that no timeline has more than
 ``MAX_WINDOWS`` windows, the one rule the app and the CLI share.
 """
@@ -68,10 +70,12 @@ class TimelineScan:
     """A recording's timeline, computed ``batch`` windows per ``step`` (one batched forward per view).
 
     Each step cuts its windows from the recording as it goes, so memory is that of one batch
-    however long the file (all windows of 10 minutes at a 1 s hop at once would be 263 MB). Each
-    window is scored exactly as ``Predictor.predict`` scores a clip (every view), and a window's
-    result does not depend on which others share its batch (the dB floor is per window), so a scan
-    stopped and resumed gives the same timeline as one run straight through.
+    however long the file (all windows of 10 minutes at a 1 s hop at once would be 263 MB). A batch
+    of closely overlapping windows is estimated by one shared pass (``shared_windows``) and its
+    fragile windows (top two classes closer than ``EXACT_MARGIN``) are scored as ``Predictor.predict``
+    scores a clip; other batches, and every batch with ``exact``, are scored window by window. The
+    batches are fixed by window index, so a scan stopped and resumed gives the same timeline as one
+    run straight through.
     """
 
     def __init__(
