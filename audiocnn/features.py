@@ -149,9 +149,17 @@ class LogMel(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.dim() == 1:
             waveform = waveform.unsqueeze(0)
-        power = self.mel(waveform.float())
-        db = 10.0 * torch.log10(power.clamp_min(POWER_FLOOR))
-        peak = db.amax(dim=(-2, -1), keepdim=True)
-        if self.config.version == LEVEL_INVARIANT_VERSION:
-            return torch.clamp_min(db - peak, -self.config.top_db).unsqueeze(1)
-        return torch.maximum(db, peak - self.config.top_db).unsqueeze(1)
+        return db_from_power(self.mel(waveform.float()), self.config).unsqueeze(1)
+
+
+def db_from_power(power: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """Mel power ``(..., n_mels, frames)`` -> the dB features of ``config``'s version, per clip.
+
+    Shared by ``LogMel`` and by training's augmentations that work in the power domain (noise,
+    microphones, rooms), so an augmented clip is floored and referenced exactly as a recorded one.
+    """
+    db = 10.0 * torch.log10(power.clamp_min(POWER_FLOOR))
+    peak = db.amax(dim=(-2, -1), keepdim=True)
+    if config.version == LEVEL_INVARIANT_VERSION:
+        return torch.clamp_min(db - peak, -config.top_db)
+    return torch.maximum(db, peak - config.top_db)

@@ -68,31 +68,46 @@ def add_noise(waveform: np.ndarray, snr_db: float, colour: str = "white", seed: 
     return (waveform + noise * math.sqrt(power / 10.0 ** (snr_db / 10.0))).astype(np.float32)
 
 
+def butterworth_gain(frequencies: np.ndarray, low_hz: float, high_hz: float | None) -> np.ndarray:
+    """Amplitude gain of a Butterworth band-pass (``BUTTERWORTH_ORDER``) at ``frequencies`` in Hz:
+    -3 dB at each edge; ``low_hz`` 0 or ``high_hz`` None leaves that side open.
+
+    The one response both the waveform perturbation and training's mel-domain microphone use.
+    """
+    gain = np.ones_like(np.asarray(frequencies, dtype=np.float64))
+    if high_hz is not None:
+        gain /= np.sqrt(1.0 + (frequencies / high_hz) ** (2 * BUTTERWORTH_ORDER))
+    if low_hz > 0:  # DC is taken at 1 mHz: fully removed, without dividing by zero
+        gain /= np.sqrt(1.0 + (low_hz / np.maximum(frequencies, 1e-3)) ** (2 * BUTTERWORTH_ORDER))
+    return gain
+
+
 def band_limit(waveform: np.ndarray, sample_rate: int, low_hz: float = 0.0, high_hz: float | None = None) -> np.ndarray:
-    """Keep ``low_hz``..``high_hz`` with Butterworth-shaped edges (``BUTTERWORTH_ORDER``), zero phase.
+    """Keep ``low_hz``..``high_hz`` with Butterworth-shaped edges (``butterworth_gain``), zero phase.
 
     Applied as a gain on the FFT, so a phone band (300-3400 Hz) or a laptop microphone's roll-off is
-    imitated without a filter-design library; the edges are -3 dB at the cut-offs.
+    imitated without a filter-design library.
     """
     nyquist = sample_rate / 2.0
     if not 0.0 <= low_hz < (high_hz if high_hz is not None else nyquist) <= nyquist:
         raise ValueError(f"band {low_hz}-{high_hz} Hz does not fit 0-{nyquist:g} Hz")
     spectrum = np.fft.rfft(waveform.astype(np.float64))
     frequencies = np.fft.rfftfreq(waveform.shape[0], 1.0 / sample_rate)
-    gain = np.ones_like(frequencies)
-    if high_hz is not None and high_hz < nyquist:
-        gain /= np.sqrt(1.0 + (frequencies / high_hz) ** (2 * BUTTERWORTH_ORDER))
-    if low_hz > 0:  # DC is taken at 1 mHz: fully removed, without dividing by zero
-        gain /= np.sqrt(1.0 + (low_hz / np.maximum(frequencies, 1e-3)) ** (2 * BUTTERWORTH_ORDER))
+    gain = butterworth_gain(frequencies, low_hz, high_hz if high_hz is not None and high_hz < nyquist else None)
     return np.fft.irfft(spectrum * gain, n=waveform.shape[0]).astype(np.float32)
+
+
+def reverb_tail_energy(rt60: float) -> float:
+    """Energy of ``room_response``'s reverberant tail relative to its direct sound (``REVERB_*``):
+    the initial tail level is fixed, so the energy grows in proportion to RT60."""
+    return 10.0 ** (-REVERB_DIRECT_TO_REVERB_DB / 10.0) * rt60 / REVERB_REFERENCE_RT60
 
 
 def room_response(sample_rate: int, rt60: float, seed: int = 0) -> np.ndarray:
     """A synthetic room impulse response: the direct sound, then exponentially decaying noise.
 
     The statistical (Polack) model: Gaussian noise under an envelope that falls 60 dB in ``rt60``
-    seconds, after ``REVERB_PREDELAY_SECONDS``. Its initial level is set so that the
-    direct-to-reverberant ratio is ``REVERB_DIRECT_TO_REVERB_DB`` at ``REVERB_REFERENCE_RT60``.
+    seconds, after ``REVERB_PREDELAY_SECONDS``, carrying ``reverb_tail_energy(rt60)``.
     """
     if not rt60 > 0:
         raise ValueError(f"rt60 must be positive, not {rt60}")
@@ -101,10 +116,8 @@ def room_response(sample_rate: int, rt60: float, seed: int = 0) -> np.ndarray:
     t = np.arange(tail_length) / sample_rate
     decay = 3.0 * math.log(10.0) / rt60  # amplitude envelope exp(-decay t): -60 dB at t = rt60
     tail = np.random.default_rng(seed).standard_normal(tail_length) * np.exp(-decay * t)
-    # Energy of the tail for unit noise: sum exp(-2 decay t) ~ sample_rate / (2 decay) at the reference RT60.
-    reference_decay = 3.0 * math.log(10.0) / REVERB_REFERENCE_RT60
-    reference_energy = sample_rate / (2.0 * reference_decay)
-    tail *= math.sqrt(10.0 ** (-REVERB_DIRECT_TO_REVERB_DB / 10.0) / reference_energy)
+    # The expected energy of unit noise under the envelope is sum exp(-2 decay t) ~ sample_rate / (2 decay).
+    tail *= math.sqrt(reverb_tail_energy(rt60) * 2.0 * decay / sample_rate)
     response = np.zeros(predelay + tail_length)
     response[0] = 1.0
     response[predelay:] += tail
