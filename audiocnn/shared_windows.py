@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .features import LEVEL_INVARIANT_VERSION, POWER_FLOOR
+
 if TYPE_CHECKING:
     from .inference import Predictor
 
@@ -51,12 +53,16 @@ def shared_probabilities(predictor: Predictor, waveform: np.ndarray, starts: lis
     segment = torch.from_numpy(np.ascontiguousarray(waveform[first:last], dtype=np.float32))
     with torch.inference_mode():
         power = predictor.frontend.mel(segment.unsqueeze(0))[0]  # (mels, frames), fp32 as per window
-        db = 10.0 * torch.log10(power.clamp_min(1e-10))
+        db = 10.0 * torch.log10(power.clamp_min(POWER_FLOOR))
         frames = config.num_frames
-        # Each frame's floor: top_db below the loudest frame within half a window, a window's own floor
-        # for the frames at its centre.
+        # features.db_from_power with each frame's own peak: the loudest frame within half a window
+        # (a window's own peak for the frames at its centre) sets the floor, and in version 2 the zero.
         peak = F.max_pool1d(db.amax(dim=0)[None, None], frames, 1, frames // 2)[0, 0, : db.shape[1]]
-        x = torch.maximum(db, peak - config.top_db)[None, None].contiguous(memory_format=torch.channels_last)
+        if config.version == LEVEL_INVARIANT_VERSION:
+            db = torch.clamp_min(db - peak, -config.top_db)
+        else:
+            db = torch.maximum(db, peak - config.top_db)
+        x = db[None, None].contiguous(memory_format=torch.channels_last)
         with predictor._autocast():
             x = model.stem(model.input_norm(x))
             for stage in model.stages:

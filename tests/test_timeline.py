@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 
 from audiocnn import timeline as timeline_module
 from audiocnn.audio import load_audio
+from audiocnn.checkpoint import load_checkpoint
 from audiocnn.inference import Predictor
 from audiocnn.model import ModelConfig
 from audiocnn.samples import list_samples
@@ -106,3 +108,17 @@ def test_sharing_is_used_only_where_it_pays(tiny):
     four = round(3.99 * RATE)
     assert not tiny.timeline_scan(noise(140.0, 4))._shares(list(range(0, 32 * four, four)))  # the cap's 4 s hop
     assert not tiny.timeline_scan(noise(6.0, 4))._shares([0, RATE])  # two windows: the context costs more
+
+
+def test_the_shared_pass_follows_the_feature_version(tiny_checkpoint):
+    """Version 2 references each frame to its peak, so a gain changes nothing; version 1 hears the level."""
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    recording = noise(30.0, 5) * np.linspace(0.2, 1.0, int(30.0 * RATE), dtype=np.float32)
+    starts = list(range(0, 25 * RATE, RATE))
+    estimates = {}
+    for version in (1, 2):
+        config = dataclasses.replace(checkpoint.feature_config, version=version)
+        predictor = Predictor(dataclasses.replace(checkpoint, feature_config=config))
+        estimates[version] = [shared_probabilities(predictor, recording * gain, starts) for gain in (1.0, 0.05)]
+    np.testing.assert_allclose(estimates[2][0], estimates[2][1], atol=1e-5)
+    assert np.abs(estimates[1][0] - estimates[1][1]).max() > 1e-4
