@@ -216,6 +216,7 @@ def test_a_long_scan_shows_progress_stops_and_survives_leaving_the_page(server, 
     assert page.locator('[data-testid="stException"]').count() == 0
     page.get_by_role("button", name="Resume the scan").click()
     page.get_by_text("150 overlapping 5-second windows").first.wait_for()
+    page.locator(".js-plotly-plot").nth(2).wait_for()  # timeline, waveform and spectrogram drawn
     wait_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
     screenshot(page, "analyze_timeline")

@@ -88,9 +88,9 @@ def choose_window(clip: state.Clip, model: Predictor) -> int:
 
 
 def span_label(start: float, end: float) -> str:
-    """``start–end s`` with one decimal, or two where one would misstate the span (a window starting at
-    0.15 s is not "0.1–5.2 s")."""
-    digits = 1 if all(abs(t * 10 - round(t * 10)) < 1e-3 for t in (start, end)) else 2
+    """``start–end s`` with one decimal, or two where one would misstate the span by more than 5 ms (a
+    window starting at 0.15 s is not "0.1–5.2 s"; one at 179.698 s is "179.7")."""
+    digits = 1 if all(abs(t * 10 - round(t * 10)) < 0.05 for t in (start, end)) else 2
     return f"{start:.{digits}f}–{end:.{digits}f} s"
 
 
