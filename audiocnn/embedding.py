@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,5 +151,5 @@ class ReferenceClips:
             with np.load(path, allow_pickle=False) as data:
                 return cls(tuple(str(n) for n in data["names"]), data["targets"].astype(np.int64),
                            data["features"].astype(np.float32), str(data["checkpoint"]))  # fmt: skip
-        except (OSError, KeyError, ValueError) as error:
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
             raise EmbeddingError(f"cannot read the embedding file {path}: {error}") from error

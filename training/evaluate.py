@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_clips:
         try:
             update_key(args.update_clips, CLIPS_KEY, result[CLIPS_KEY])
-        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+        except (OSError, ValueError, EvaluationError) as error:  # json.JSONDecodeError is a ValueError
             print(f"error: cannot update {args.update_clips}: {error}", file=sys.stderr)
             return 2
     print(document if args.json else format_text(result))
