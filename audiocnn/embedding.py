@@ -2,10 +2,14 @@
 
 The feature of a clip is the network's ``pool`` activation (the vector the linear head reads), of
 the same unrolled view ``Predictor.analyze`` captures, so a clip analysed in the app and the same
-clip in the map have one embedding. The map is a PCA fitted once on the reference clips (the
-held-out fold); a new clip is *projected* with that fitted transform, never re-fitted, so adding
-a clip cannot move the others. Neighbours are ranked by cosine similarity in the full feature
-space (512-D for the shipped model): the 2-D map is for looking, not for measuring.
+clip in the map have one embedding. Two maps of the reference clips (the held-out fold), both computed
+once: a PCA (linear: its axes are directions of the feature space) and a t-SNE (keeps
+neighbourhoods: on the shipped model a clip's 5 nearest points in it share its class 80 % of the
+time, 12 % in the PCA). A new clip is never re-fitted into either, so adding it cannot move the
+others: the PCA *projects* it with the fitted transform, the t-SNE places it at the
+similarity-weighted mean of its nearest reference clips (``place``). Neighbours are ranked by
+cosine similarity in the full feature space (512-D for the shipped model): the 2-D maps are for
+looking, not for measuring.
 """
 
 from __future__ import annotations
@@ -120,6 +124,78 @@ def nearest(query: np.ndarray, features: np.ndarray, k: int = 5, exclude: int | 
     return [(i, float(similarities[i])) for i in order[:k]]
 
 
+TSNE_PERPLEXITY = 15.0
+TSNE_ITERATIONS = 750
+PLACE_NEIGHBOURS = 8
+
+
+def _affinities(distances: np.ndarray, perplexity: float) -> np.ndarray:
+    """Row-wise Gaussian affinities whose entropy is log(perplexity) (binary search on the precision)."""
+    n = distances.shape[0]
+    affinities = np.zeros((n, n))
+    target = np.log(perplexity)
+    for i in range(n):
+        others = np.delete(distances[i], i) - np.delete(distances[i], i).min()
+        low, high, beta = 0.0, np.inf, 1.0
+        for _ in range(64):
+            row = np.exp(-others * beta)
+            row /= row.sum()
+            entropy = -(row * np.log(row + 1e-12)).sum()
+            if abs(entropy - target) < 1e-5:
+                break
+            if entropy > target:  # too flat: sharpen
+                low, beta = beta, beta * 2 if high == np.inf else (beta + high) / 2
+            else:
+                high, beta = beta, (beta + low) / 2
+        affinities[i, np.arange(n) != i] = row
+    return affinities
+
+
+def tsne(features: np.ndarray, perplexity: float = TSNE_PERPLEXITY, iterations: int = TSNE_ITERATIONS,
+         seed: int = 0) -> np.ndarray:  # fmt: skip
+    """``(clips, 2)`` t-SNE of the rows under cosine distance: exact gradients (a few hundred clips),
+    early exaggeration, momentum and per-coordinate gains as in van der Maaten's reference code;
+    seeded, so a rebuild draws the same map. The perplexity shrinks for small sets (at most n/3)."""
+    data = _check(features)
+    n = data.shape[0]
+    if n < 4:
+        raise EmbeddingError(f"a t-SNE map needs at least 4 clips, not {n}")
+    norms = np.linalg.norm(data, axis=1, keepdims=True)
+    unit = np.divide(data, norms, out=np.zeros_like(data), where=norms > 0)
+    distances = np.clip(1.0 - unit @ unit.T, 0.0, 2.0)
+    p = _affinities(distances, min(perplexity, (n - 1) / 3))
+    p = np.maximum((p + p.T) / (2 * n), 1e-12)
+    rng = np.random.default_rng(seed)
+    y = rng.normal(scale=1e-4, size=(n, 2))
+    velocity, gains = np.zeros_like(y), np.ones_like(y)
+    for step in range(iterations):
+        exaggeration, momentum = (12.0, 0.5) if step < 250 else (1.0, 0.8)
+        diff = y[:, None, :] - y[None, :, :]  # (n, n, 2)
+        kernel = 1.0 / (1.0 + (diff**2).sum(axis=-1))
+        np.fill_diagonal(kernel, 0.0)
+        q = kernel / kernel.sum()
+        gradient = 4.0 * (((exaggeration * p - q) * kernel)[:, :, None] * diff).sum(axis=1)
+        gains = np.where(np.sign(gradient) != np.sign(velocity), gains + 0.2, gains * 0.8).clip(0.01)
+        velocity = momentum * velocity - 200.0 * gains * gradient
+        y = y + velocity
+        y -= y.mean(axis=0)
+    return y
+
+
+def place(query: np.ndarray, features: np.ndarray, coordinates: np.ndarray, k: int = PLACE_NEIGHBOURS,
+          exclude: int | None = None) -> np.ndarray:  # fmt: skip
+    """Where a new clip goes on a fitted t-SNE map without re-fitting it: the mean of its ``k`` most
+    similar reference clips' positions, weighted by (positive) cosine similarity. Left out of the map
+    one at a time, the shipped reference clips land within 0.26 map standard deviations (median) of
+    their own t-SNE position."""
+    found = nearest(query, features, k, exclude)
+    weights = np.array([max(similarity, 0.0) for _, similarity in found])
+    rows = [row for row, _ in found]
+    if weights.sum() <= 0:  # similar to nothing: the centre of its nearest clips
+        weights = np.ones(len(rows))
+    return (weights[:, None] * np.asarray(coordinates)[rows]).sum(axis=0) / weights.sum()
+
+
 @dataclass(frozen=True)
 class ReferenceClips:
     """The clips a map is made of: ESC-50 names (without extension), true classes and features,
@@ -129,6 +205,7 @@ class ReferenceClips:
     targets: np.ndarray  # (clips,) class indices
     features: np.ndarray  # (clips, features) float32
     checkpoint: str
+    layout: np.ndarray | None = None  # (clips, 2) their t-SNE map, computed once
 
     def __post_init__(self) -> None:
         features = _check(self.features)
@@ -136,12 +213,15 @@ class ReferenceClips:
             raise EmbeddingError(
                 f"{len(self.names)} names, {len(self.targets)} classes and {features.shape[0]} feature rows"
             )
+        if self.layout is not None and np.shape(self.layout) != (features.shape[0], 2):
+            raise EmbeddingError(f"the layout has the shape {np.shape(self.layout)}, not ({features.shape[0]}, 2)")
 
     def save(self, path: str | os.PathLike) -> None:
         """A compressed ``.npz`` of plain arrays (features in float16: cosines move by < 1e-3)."""
         np.savez_compressed(
             path, names=np.asarray(self.names), targets=np.asarray(self.targets, dtype=np.int16),
             features=self.features.astype(np.float16), checkpoint=np.asarray(self.checkpoint),
+            **({} if self.layout is None else {"layout": np.asarray(self.layout, dtype=np.float32)}),
         )  # fmt: skip
 
     @classmethod
@@ -149,7 +229,8 @@ class ReferenceClips:
         """Read a saved set (no pickles: ``allow_pickle=False``); a damaged file raises ``EmbeddingError``."""
         try:
             with np.load(path, allow_pickle=False) as data:
+                layout = data["layout"].astype(np.float64) if "layout" in data.files else None
                 return cls(tuple(str(n) for n in data["names"]), data["targets"].astype(np.int64),
-                           data["features"].astype(np.float32), str(data["checkpoint"]))  # fmt: skip
+                           data["features"].astype(np.float32), str(data["checkpoint"]), layout)  # fmt: skip
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
             raise EmbeddingError(f"cannot read the embedding file {path}: {error}") from error

@@ -16,7 +16,9 @@ from audiocnn.embedding import (
     cosine_similarities,
     fit_pca,
     nearest,
+    place,
     pooled_features,
+    tsne,
 )
 from audiocnn.inference import Predictor
 
@@ -80,12 +82,15 @@ def test_pooled_features_are_the_pool_activation_analyze_captures(tiny_checkpoin
 
 
 def test_reference_clips_round_trip_and_damage(tmp_path: Path):
-    reference = ReferenceClips(("a", "b", "c"), np.array([0, 1, 2]), np.eye(3, dtype=np.float32) * 0.5, "abc123")
+    layout = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
+    features = np.eye(3, dtype=np.float32) * 0.5
+    reference = ReferenceClips(("a", "b", "c"), np.array([0, 1, 2]), features, "abc123", layout)
     path = tmp_path / "embedding.npz"
     reference.save(path)
     loaded = ReferenceClips.load(path)
     assert loaded.names == ("a", "b", "c") and loaded.checkpoint == "abc123"
     assert loaded.targets.tolist() == [0, 1, 2] and np.array_equal(loaded.features, reference.features)
+    assert np.array_equal(loaded.layout, layout)
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(EmbeddingError, match="cannot read"):
         ReferenceClips.load(path)
@@ -107,3 +112,28 @@ def test_the_shipped_map_belongs_to_the_shipped_checkpoint(shipped_checkpoint):
     assert len(reference.names) == 400 and all(name.startswith("5-") for name in reference.names)
     assert int(reference.targets[reference.names.index("5-103415-A-2")]) == 2  # ESC-50 names end in the class
     assert all(int(name.rsplit("-", 1)[1]) == target for name, target in zip(reference.names, reference.targets))
+    assert reference.layout is not None and reference.layout.shape == (400, 2)
+
+
+def test_tsne_keeps_clusters_apart_and_is_the_same_every_build():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 20)) * 5
+    labels = np.repeat(np.arange(3), 15)
+    features = np.abs(centres[labels] + rng.normal(size=(45, 20)) * 0.3)
+    layout = tsne(features, iterations=400)
+    assert layout.shape == (45, 2) and np.isfinite(layout).all()
+    distances = np.linalg.norm(layout[:, None] - layout[None], axis=-1)
+    np.fill_diagonal(distances, np.inf)
+    assert (labels[np.argmin(distances, axis=1)] == labels).all()  # every clip's nearest point is of its cluster
+    assert np.array_equal(tsne(features, iterations=400), layout)  # seeded
+    with pytest.raises(EmbeddingError, match="at least 4"):
+        tsne(features[:3])
+
+
+def test_place_is_the_similarity_weighted_mean_of_the_nearest_positions():
+    features = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    coordinates = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    placed = place(np.array([1.0, 0.0]), features, coordinates, k=2)
+    weights = np.array([1.0, np.sqrt(0.5)])  # row 0 (cosine 1), then row 2 (cosine 0.707)
+    assert placed == pytest.approx((weights[:, None] * coordinates[[0, 2]]).sum(0) / weights.sum())
+    assert place(np.array([1.0, 0.0]), features, coordinates, k=1, exclude=0) == pytest.approx([0.0, 10.0])

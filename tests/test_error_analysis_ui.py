@@ -129,7 +129,9 @@ def test_confusion_colour_bar_clears_the_toolbar_and_the_title_clears_the_labels
 
 def tiny_map() -> EmbeddingMap:
     features = np.array([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    reference = ReferenceClips(("5-1-A-0", "5-2-A-0", "5-3-A-5", "5-4-A-48"), np.array([0, 0, 5, 48]), features, "x")
+    layout = np.array([[0.0, 0.0], [0.5, 0.0], [5.0, 5.0], [-5.0, 5.0]])
+    names = ("5-1-A-0", "5-2-A-0", "5-3-A-5", "5-4-A-48")
+    reference = ReferenceClips(names, np.array([0, 0, 5, 48]), features, "x", layout)
     return build_map(reference, "test", 0.0)
 
 
@@ -150,8 +152,23 @@ def test_map_points_carry_their_row_and_the_current_clip_is_a_star():
     for trace in points:
         for data, x, y in zip(trace.customdata, trace.x, trace.y):
             assert (x, y) == pytest.approx(tuple(emap.coordinates[int(data[0])]))
-    wrong = next(t for t in points if any(int(d[0]) == 1 for d in t.customdata))
-    assert list(wrong.marker.symbol)[[int(d[0]) for d in wrong.customdata].index(1)] == "x"  # misclassified
+    crosses = next(t for t in points if t.name == "misclassified")
+    assert [int(d[0]) for d in crosses.customdata] == [1] and crosses.marker.symbol == "x-thin"  # heard as class 5
     star = next(t for t in figure.data if t.name == "current clip")
     assert star.marker.symbol == "star" and list(star.x) == [0.1]
     assert sum(1 for t in figure.data if t.mode == "lines") == 2
+    tsne_figure = map_figure(emap, CLASS_NAMES, True, {}, None, (), "t-SNE")
+    for trace in tsne_figure.data:
+        for data, x, y in zip(trace.customdata, trace.x, trace.y):
+            assert (x, y) == pytest.approx(tuple(emap.layout[int(data[0])]))
+
+
+def test_a_reference_clip_sits_on_its_own_point_and_a_new_one_is_placed_without_refit():
+    emap = tiny_map()
+    assert emap.locate(np.zeros(3), "t-SNE", 2) == pytest.approx(emap.layout[2])
+    before = emap.layout.copy()
+    near_first = emap.locate(np.array([1.0, 0.0, 0.0]), "t-SNE", None)
+    assert np.array_equal(emap.layout, before)
+    assert np.linalg.norm(near_first - emap.layout[0]) < np.linalg.norm(near_first - emap.layout[3])
+    assert emap.locate(np.array([1.0, 0.0, 0.0]), "PCA", None) == pytest.approx(emap.projection.transform(
+        np.array([1.0, 0.0, 0.0])))  # fmt: skip

@@ -99,7 +99,8 @@ def matrix_figure(
         go.Scatter(
             x=[labels[c] for c in cols.ravel()], y=[labels[r] for r in rows.ravel()], mode="markers",
             marker={"symbol": "square", "size": 14 if len(keep) > 10 else 40, "opacity": 0},
-            customdata=np.stack([[keep[r] for r in rows.ravel()], [keep[c] for c in cols.ravel()], counts, shares], 1),
+            customdata=[[keep[r], keep[c], int(n), float(f)] for r, c, n, f in zip(rows.ravel(), cols.ravel(), counts,
+                                                                                     shares)],
             hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata[2]:.0f} clips (%{customdata[3]:.0%})"
             "<br>click to list them<extra></extra>", showlegend=False, name="cells",
         )
@@ -109,15 +110,26 @@ def matrix_figure(
         r, c = keep.index(selected[0]), keep.index(selected[1])
         outline = {"color": "#E45756", "width": 2}
         fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, line=outline)
+    # Every class named (none skipped), and the ranges of the heat map itself: the markers would pad them.
+    size = len(keep)
+    fig.update_xaxes(tickmode="array", tickvals=labels, ticktext=labels, range=[-0.5, size - 0.5], showgrid=False)
+    fig.update_yaxes(tickmode="array", tickvals=labels, ticktext=labels, range=[size - 0.5, -0.5], showgrid=False,
+                     autorange=False)  # fmt: skip
     fig.update_layout(clickmode="event+select", dragmode=False)
     return fig
+
+
+def point_data(point: dict) -> list:
+    """A selected point's customdata as a list (the frontend may send an array as an index-keyed object)."""
+    data = point["customdata"]
+    return [data[key] for key in sorted(data, key=int)] if isinstance(data, dict) else list(data)
 
 
 def _on_cell_click() -> None:
     """A click on the matrix chooses that cell in the two selectors."""
     event = st.session_state.get(CHART_KEY)
     points = (event or {}).get("selection", {}).get("points") or []
-    data = next((point.get("customdata") for point in points if point.get("customdata")), None)
+    data = next((point_data(point) for point in points if point.get("customdata") is not None), None)
     if data is not None:
         st.session_state[TRUE_KEY], st.session_state[PREDICTED_KEY] = int(data[0]), int(data[1])
 

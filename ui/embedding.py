@@ -29,7 +29,9 @@ from audiocnn.embedding import (
     checkpoint_identity,
     fit_pca,
     nearest,
+    place,
     pooled_features,
+    tsne,
 )
 from audiocnn.heldout import bundled_clips, find_clip, local_esc50_dir
 from audiocnn.inference import Predictor
@@ -44,19 +46,40 @@ NEIGHBOURS = 8
 
 @dataclass(frozen=True)
 class EmbeddingMap:
-    """Reference clips, the PCA fitted on them and their 2-D coordinates."""
+    """Reference clips, the PCA fitted on them with their PCA coordinates, and their t-SNE map."""
 
     reference: ReferenceClips
     projection: Projection
-    coordinates: np.ndarray  # (clips, 2)
+    coordinates: np.ndarray  # (clips, 2) PCA
+    layout: np.ndarray  # (clips, 2) t-SNE
     origin: str  # where the features came from, for the page's caption
-    seconds: float  # time to load or compute the features and fit the map
+    seconds: float  # time to load or compute the features and fit the maps
+
+    def points(self, layout: str) -> np.ndarray:
+        return self.layout if layout == TSNE else self.coordinates
+
+    def locate(self, feature: np.ndarray, layout: str, row: int | None) -> np.ndarray:
+        """A clip's place: its own point when it is a reference clip, else projected (PCA) or placed
+        among its nearest reference clips (t-SNE); neither re-fits the map."""
+        if row is not None:
+            return self.points(layout)[row]
+        if layout == TSNE:
+            return place(feature, self.reference.features, self.layout)
+        return self.projection.transform(feature)
+
+
+TSNE, PCA = "t-SNE", "PCA"
+PLACEMENT = {TSNE: "at the similarity-weighted mean of its 8 nearest clips' places",
+             PCA: "projected with the fitted transform"}  # fmt: skip
+LAYOUTS = {TSNE: "t-SNE (keeps neighbourhoods)", PCA: "PCA (linear: axes are feature directions)"}
 
 
 def build_map(reference: ReferenceClips, origin: str, started: float) -> EmbeddingMap:
+    """Fit the PCA, and the t-SNE unless the reference clips bring theirs (it takes seconds, not ms)."""
     projection = fit_pca(reference.features)
     coordinates = projection.transform(reference.features)
-    return EmbeddingMap(reference, projection, coordinates, origin, time.perf_counter() - started)
+    layout = reference.layout if reference.layout is not None else tsne(reference.features)
+    return EmbeddingMap(reference, projection, coordinates, layout, origin, time.perf_counter() - started)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -157,11 +180,12 @@ def map_figure(
     predicted: dict[str, int],
     current: tuple[np.ndarray, str] | None = None,
     neighbours: Sequence[int] = (),
+    layout: str = PCA,
     height: int = 640,
 ) -> go.Figure:
-    """Every reference clip as a point (customdata: its row), a cross where the model got it wrong,
-    the current clip as a star with a line to each of its neighbours."""
-    coordinates, targets = emap.coordinates, emap.reference.targets
+    """Every reference clip as a point (customdata: its row), a cross over those the model gets
+    wrong, the current clip as a star with a line to each of its neighbours."""
+    coordinates, targets = emap.points(layout), emap.reference.targets
     names = emap.reference.names
     fig = go.Figure()
     groups = (
@@ -180,11 +204,21 @@ def map_figure(
         fig.add_trace(
             go.Scatter(
                 x=coordinates[rows, 0], y=coordinates[rows, 1], mode="markers", name=group,
-                marker={"color": colour, "size": 9, "line": {"width": 0.5, "color": "white"},
-                        "symbol": ["x" if predicted.get(names[i], targets[i]) != targets[i] else "circle"
-                                   for i in rows]},
+                marker={"color": colour, "size": 9, "line": {"width": 0.5, "color": "white"}},
                 customdata=np.array([[i, names[i], plots.class_label(class_names[targets[i]]), h]
                                      for i, h in zip(rows, heard)], dtype=object),
+                hovertemplate="%{customdata[1]}<br>%{customdata[2]}<br>heard as %{customdata[3]}<extra></extra>",
+            )
+        )  # fmt: skip
+    wrong = [i for i, name in enumerate(names) if predicted.get(name, targets[i]) != targets[i]]
+    if wrong:
+        fig.add_trace(
+            go.Scatter(
+                x=coordinates[wrong, 0], y=coordinates[wrong, 1], mode="markers", name="misclassified",
+                marker={"symbol": "x-thin", "size": 9, "line": {"width": 1.5, "color": "#222222"}},
+                customdata=np.array([[i, names[i], plots.class_label(class_names[targets[i]]),
+                                      plots.class_label(class_names[predicted[names[i]]])] for i in wrong],
+                                    dtype=object),
                 hovertemplate="%{customdata[1]}<br>%{customdata[2]}<br>heard as %{customdata[3]}<extra></extra>",
             )
         )  # fmt: skip
@@ -205,10 +239,11 @@ def map_figure(
             )
         )  # fmt: skip
     explained = emap.projection.explained
+    titles = ((f"PC 1 ({explained[0]:.0%} of variance)", f"PC 2 ({explained[1]:.0%} of variance)") if layout == PCA
+              else ("t-SNE 1 (no unit: only neighbourhoods count)", "t-SNE 2"))  # fmt: skip
     fig.update_layout(
         height=height, margin={"l": 60, "r": 10, "t": 40, "b": 45}, clickmode="event+select", dragmode="pan",
-        xaxis={"title": f"PC 1 ({explained[0]:.0%} of variance)", "zeroline": False},
-        yaxis={"title": f"PC 2 ({explained[1]:.0%} of variance)", "zeroline": False},
+        xaxis={"title": titles[0], "zeroline": False}, yaxis={"title": titles[1], "zeroline": False},
         legend={"font": {"size": 10}, "itemsizing": "constant"},
     )  # fmt: skip
     return fig
@@ -253,14 +288,16 @@ def show(model: Predictor) -> None:
     emap = embedding_map(model)
     class_names = model.class_names
     metrics = resources.metrics()
-    predicted = {r.name: r.predicted for r in confusions.records(metrics)} if metrics else {}
+    describes = metrics is not None and resources.metrics_describe(metrics, model)  # another model's: not shown
+    predicted = {r.name: r.predicted for r in confusions.records(metrics)} if describes else {}
     names = emap.reference.names
     bundled = {clip.name: clip.path for clip in bundled_clips()}
     esc50 = local_esc50_dir()
     paths = [find_clip(name, bundled, esc50) for name in names]
     playable = [row for row, path in enumerate(paths) if path is not None]
-    left, right = st.columns(2)
-    by_category = left.radio("Colour by", ["Major category", "Class"], horizontal=True, key="map_colour") != "Class"
+    left, middle, right = st.columns(3)
+    layout = left.radio("Map", list(LAYOUTS), format_func=LAYOUTS.__getitem__, key="map_layout")
+    by_category = middle.radio("Colour by", ["Major category", "Class"], key="map_colour") != "Class"
     only_playable = len(playable) < len(names) and right.toggle(
         f"Neighbours only among the {len(playable)} clips that play here", value=True, key="map_playable",
         help="Without a local ESC-50 copy only the bundled clips (samples and misclassified clips) can be played.",
@@ -271,23 +308,24 @@ def show(model: Predictor) -> None:
         with st.spinner("Placing the current clip…"):
             feature = clip_feature(clip, model)
         started = time.perf_counter()
-        point = emap.projection.transform(feature)
-        found = nearest_rows(emap, feature, playable if only_playable else None, reference_row(clip, names))
+        row = reference_row(clip, names)
+        point = emap.locate(feature, layout, row)
+        found = nearest_rows(emap, feature, playable if only_playable else None, row)
         placed_ms = (time.perf_counter() - started) * 1000
         current = (point, clip.name)
-    figure = map_figure(emap, class_names, by_category, predicted, current, [r for r, _ in found])
+    figure = map_figure(emap, class_names, by_category, predicted, current, [r for r, _ in found], layout)
     event = st.plotly_chart(figure, width="stretch", theme=None, key="map_chart", on_select="rerun",
                             selection_mode="points", config={"displaylogo": False})  # fmt: skip
     st.caption(
         f"Each point is one of {emap.origin}: its pooled penultimate features (the {emap.reference.features.shape[1]} "
-        f"numbers the classifier reads), projected by PCA. × marks a clip the model gets wrong. Map ready in "
-        f"{emap.seconds:.2f} s" + (f"; the current clip placed in {placed_ms:.1f} ms with the fitted projection "
-                                   "(no re-fit) from the analysis the other pages share." if placed_ms is not None
-                                   else ".") + " Click a point to hear it."
+        f"numbers the classifier reads), mapped to 2-D. × marks a clip the model gets wrong. Map ready in "
+        f"{emap.seconds:.2f} s" + (f"; the current clip placed in {placed_ms:.1f} ms without re-fitting the map "
+                                   f"({PLACEMENT[layout]})." if placed_ms is not None else ".")
+        + " Click a point to hear it."
     )  # fmt: skip
-    chosen = [p for p in (event.selection.points if event else []) if p.get("customdata")]
+    chosen = [p for p in (event.selection.points if event else []) if p.get("customdata") is not None]
     if chosen:
-        row = int(chosen[0]["customdata"][0])
+        row = int(confusions.point_data(chosen[0])[0])
         name, target = names[row], int(emap.reference.targets[row])
         st.markdown(f"**Chosen point: `{name}`** · {plots.class_label(class_names[target])}"
                     + (f" · heard as {plots.class_label(class_names[predicted[name]])}" if name in predicted else ""))
