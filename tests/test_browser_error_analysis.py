@@ -61,6 +61,19 @@ def test_click_a_cell_hear_it_send_it_to_analyze_and_find_it_on_the_map(server, 
     assert played[0] == pytest.approx(5.0, abs=0.1) and played[1] > 0  # a 5-second clip, and it played
     screenshot(page, "model-confusions")
 
+    third = confusions.confused_pairs(confusions.records_confusion(clips, 50), range(50))[2]
+    table = page.locator('[data-testid="stDataFrame"]').last
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 18, box["y"] + 35 * 3 + 17)  # the third row's selection box (row 35 px high)
+    page.get_by_text(f"{third[2]} clips of {class_label(CLASS_NAMES[third[0]])} taken for "
+                     f"{class_label(CLASS_NAMES[third[1]])}").wait_for()  # a most-confused pair opens its cell
+    wait_idle(page)
+    x, y = page.evaluate(CELL_CENTRE, [true, predicted])
+    page.mouse.click(x, y)
+    page.get_by_text(heading).wait_for()
+    wait_idle(page)
+
     page.get_by_role("button", name="Analyze").first.click()
     page.get_by_text("What does the CNN hear?").wait_for()
     page.locator("h3", has_text=listed[0].name).first.wait_for()
