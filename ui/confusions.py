@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from audiocnn.heldout import ESC50_ENV, bundled_clips, esc50_setting_problem, find_clip, local_esc50_dir
+from audiocnn.inference import Predictor
 from audiocnn.labels import MAJOR_CATEGORIES, class_info
 
 from . import components, plots, resources, state
@@ -142,7 +143,7 @@ def _on_pair_pick(pairs: list[tuple[int, int, int]]) -> None:
         st.session_state[TRUE_KEY], st.session_state[PREDICTED_KEY] = pairs[rows[0]][0], pairs[rows[0]][1]
 
 
-def section(metrics: dict, model) -> None:
+def section(metrics: dict, model: Predictor) -> None:
     """Matrix, chosen cell, per-class accuracy and the most-confused pairs of the shipped evaluation."""
     names = metrics["class_names"]
     confusion = np.asarray(metrics["confusion"], dtype=np.int64)
@@ -192,7 +193,7 @@ def _most_confused(
     )  # fmt: skip
 
 
-def _cell_view(names: Sequence[str], confusion: np.ndarray, clips: list[CellClip], model) -> None:
+def _cell_view(names: Sequence[str], confusion: np.ndarray, clips: list[CellClip], model: Predictor) -> None:
     order = list(range(len(names)))
     left, right = st.columns(2)
     label = lambda i: plots.class_label(names[i])  # noqa: E731
@@ -222,7 +223,7 @@ def _cell_view(names: Sequence[str], confusion: np.ndarray, clips: list[CellClip
                    "and every cell plays.")  # fmt: skip
 
 
-def _clip_row(clip: CellClip, names: Sequence[str], path: Path | None, model) -> None:
+def _clip_row(clip: CellClip, names: Sequence[str], path: Path | None, model: Predictor) -> None:
     true, predicted = clip.target, clip.predicted
     shares = f"{plots.class_label(names[predicted])} {clip.probability(predicted):.1%}"
     if predicted != true:
@@ -251,7 +252,7 @@ def _clip_row(clip: CellClip, names: Sequence[str], path: Path | None, model) ->
             send_to_analyze(clip.name, true, path, names, model, contrast=(true, predicted))
 
 
-def held_out_clip(name: str, target: int, path: Path, names: Sequence[str], model) -> state.Clip:
+def held_out_clip(name: str, target: int, path: Path, names: Sequence[str], model: Predictor) -> state.Clip:
     """A held-out ESC-50 clip as a session clip (the same id as its bundled sample, if it is one)."""
     waveform = resources.sample_waveform(str(path))
     note = "held-out fold 5" + (" · bundled OGG Vorbis copy" if path.suffix.lower() == ".ogg" else "")
@@ -260,7 +261,7 @@ def held_out_clip(name: str, target: int, path: Path, names: Sequence[str], mode
 
 
 def send_to_analyze(
-    name: str, target: int, path: Path, names: Sequence[str], model, contrast: tuple[int, int] | None = None
+    name: str, target: int, path: Path, names: Sequence[str], model: Predictor, contrast: tuple[int, int] | None = None
 ) -> None:
     """Make the clip the current one and open Analyze; ``contrast`` asks it for "why A and not B"."""
     state.use_clip(held_out_clip(name, target, path, names, model))

@@ -267,7 +267,7 @@ def send_to_compare(current: state.Clip, other: state.Clip) -> None:
     st.switch_page(components.COMPARE_PAGE)
 
 
-def _actions(name: str, target: int, path: Path | None, model: Predictor, current: state.Clip | None, key: str):
+def _actions(name: str, target: int, path: Path | None, model: Predictor, current: state.Clip | None, key: str) -> None:
     """A player and the two ways on for one reference clip."""
     class_names = model.class_names
     if path is None:
