@@ -172,3 +172,15 @@ def test_a_reference_clip_sits_on_its_own_point_and_a_new_one_is_placed_without_
     assert np.linalg.norm(near_first - emap.layout[0]) < np.linalg.norm(near_first - emap.layout[3])
     assert emap.locate(np.array([1.0, 0.0, 0.0]), "PCA", None) == pytest.approx(emap.projection.transform(
         np.array([1.0, 0.0, 0.0])))  # fmt: skip
+
+
+def test_a_local_copy_adds_its_fold_5_clips_to_a_computed_map(tiny_esc50, monkeypatch):
+    from audiocnn.heldout import ESC50_ENV, bundled_clips
+    from ui.embedding import _available_clips
+
+    monkeypatch.setenv(ESC50_ENV, str(tiny_esc50))
+    found = _available_clips()
+    bundled = {clip.name for clip in bundled_clips()}
+    local = [(name, target) for name, target, path in found if name not in bundled]
+    assert sorted(local) == sorted((f"5-{t:03d}-A-0", t) for t in range(50))  # fold 5 only, with its classes
+    assert all(path.parent == tiny_esc50 / "audio" for name, _, path in found if name not in bundled)
