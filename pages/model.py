@@ -4,6 +4,7 @@ import streamlit as st
 
 from audiocnn.model import POOLINGS, count_parameters
 from ui import components, confusions, history, resources
+from ui import robustness as robustness_view
 
 model = resources.predictor()
 metadata = model.checkpoint.metadata
@@ -80,3 +81,4 @@ def _headline(metrics: dict) -> None:
 
 
 _held_out_evaluation()
+robustness_view.show_table((resources.metrics() or {}).get("robustness"))
