@@ -17,84 +17,24 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from audiocnn.audio import AudioError
+from audiocnn import evaluation as scoring
 from audiocnn.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+from audiocnn.evaluation import (  # noqa: F401 (re-exported for cross-validation and the tests)
+    BATCH_SIZE,
+    EvaluationError,
+    check_class_names,
+    metrics,
+)  # fmt: skip
 from audiocnn.inference import TEST_TIME_VIEWS, Predictor
 from audiocnn.labels import display_name
 
 from .data import Clip, DatasetError, class_names_from_metadata, read_metadata, select_folds
 
-BATCH_SIZE = 32
-"""Clips decoded and classified together: bounds memory while keeping the model busy."""
-
-TRAINING_FIELDS = (
-    "epochs", "epochs_trained", "selected_epoch", "seed", "train_folds", "val_folds", "test_folds",
-    "selection", "training_seconds", "code_version", "device", "devices",
-)  # fmt: skip
-"""Checkpoint metadata copied into the metrics so a reader knows what produced the model."""
-
-
-class EvaluationError(RuntimeError):
-    """The checkpoint and the dataset cannot be evaluated together."""
-
 
 def evaluate(predictor: Predictor, clips: list[Clip], batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """Confusion matrix ``(classes, classes)``: rows are true classes, columns predicted ones."""
-    size = len(predictor.class_names)
-    confusion = np.zeros((size, size), dtype=np.int64)
-    batches = range(0, len(clips), batch_size)
-    for start in tqdm(batches, desc="evaluating", unit="batch", leave=False, disable=None):
-        batch = clips[start : start + batch_size]
-        waveforms = []
-        for clip in batch:
-            try:
-                waveforms.append(predictor.load(clip.path))
-            except AudioError as error:
-                raise EvaluationError(f"cannot decode {clip.path}: {error}") from error
-        for clip, prediction in zip(batch, predictor.predict_batch(waveforms)):
-            confusion[clip.target, prediction.top_index] += 1
-    return confusion
-
-
-def check_class_names(predictor: Predictor, dataset_names: list[str]) -> None:
-    """Refuse to score a model whose output order is not the dataset's target order."""
-    if list(predictor.class_names) != list(dataset_names):
-        differing = [
-            f"{i}: model {m!r} vs data {d!r}"
-            for i, (m, d) in enumerate(zip(predictor.class_names, dataset_names)) if m != d
-        ]  # fmt: skip
-        detail = "; ".join(differing[:3]) or (
-            f"model has {len(predictor.class_names)} classes, data has {len(dataset_names)}"
-        )
-        raise EvaluationError(f"the checkpoint's class names do not match the dataset's ({detail})")
-
-
-def metrics(
-    confusion: np.ndarray,
-    class_names: list[str] | tuple[str, ...],
-    checkpoint: str,
-    folds: list[int],
-    metadata: dict[str, Any],
-    views: int = TEST_TIME_VIEWS,
-) -> dict[str, Any]:
-    """The metrics document (schema shared with the dashboard's model page)."""
-    totals = confusion.sum(axis=1)
-    per_class = {
-        name: (float(confusion[i, i] / totals[i]) if totals[i] else None) for i, name in enumerate(class_names)
-    }
-    total = int(confusion.sum())
-    return {
-        "checkpoint": checkpoint,
-        "folds": list(folds),
-        "views": views,
-        "num_clips": total,
-        "accuracy": float(np.trace(confusion) / total) if total else 0.0,
-        "per_class": per_class,
-        "confusion": confusion.tolist(),
-        "class_names": list(class_names),
-        "history": list(metadata.get("history") or []),
-        "training": {key: metadata[key] for key in TRAINING_FIELDS if key in metadata},
-    }
+    """``audiocnn.evaluation.evaluate`` with a progress bar on the terminal."""
+    with tqdm(total=len(clips), desc="evaluating", unit="clip", leave=False, disable=None) as bar:
+        return scoring.evaluate(predictor, clips, batch_size, lambda done, _: bar.update(done - bar.n))
 
 
 def format_text(result: dict[str, Any]) -> str:

@@ -1,0 +1,99 @@
+"""Scoring a checkpoint on ESC-50 clips: the confusion matrix and the metrics document.
+
+One implementation for ``python -m training.evaluate``, cross-validation and the dashboard's
+"compute the held-out evaluation": clips go through the serving path itself
+(``Predictor.load`` + ``Predictor.predict_batch``: the same decoding, centre window and
+log-mel as the app and the CLI), so the reported accuracy is the accuracy users get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .audio import AudioError
+from .esc50 import Clip
+from .inference import TEST_TIME_VIEWS, Predictor
+
+BATCH_SIZE = 32
+"""Clips decoded and classified together: bounds memory while keeping the model busy."""
+
+TRAINING_FIELDS = (
+    "epochs", "epochs_trained", "selected_epoch", "seed", "train_folds", "val_folds", "test_folds",
+    "selection", "training_seconds", "code_version", "device", "devices",
+)  # fmt: skip
+"""Checkpoint metadata copied into the metrics so a reader knows what produced the model."""
+
+
+class EvaluationError(RuntimeError):
+    """The checkpoint and the dataset cannot be evaluated together."""
+
+
+def evaluate(
+    predictor: Predictor,
+    clips: Sequence[Clip],
+    batch_size: int = BATCH_SIZE,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Confusion matrix ``(classes, classes)``: rows are true classes, columns predicted ones.
+
+    ``progress(done, total)`` is called after every batch (clips scored so far, all clips).
+    """
+    size = len(predictor.class_names)
+    confusion = np.zeros((size, size), dtype=np.int64)
+    for start in range(0, len(clips), batch_size):
+        batch = clips[start : start + batch_size]
+        waveforms = []
+        for clip in batch:
+            try:
+                waveforms.append(predictor.load(clip.path))
+            except AudioError as error:
+                raise EvaluationError(f"cannot decode {clip.path}: {error}") from error
+        for clip, prediction in zip(batch, predictor.predict_batch(waveforms)):
+            confusion[clip.target, prediction.top_index] += 1
+        if progress is not None:
+            progress(start + len(batch), len(clips))
+    return confusion
+
+
+def check_class_names(predictor: Predictor, dataset_names: list[str]) -> None:
+    """Refuse to score a model whose output order is not the dataset's target order."""
+    if list(predictor.class_names) != list(dataset_names):
+        differing = [
+            f"{i}: model {m!r} vs data {d!r}"
+            for i, (m, d) in enumerate(zip(predictor.class_names, dataset_names)) if m != d
+        ]  # fmt: skip
+        detail = "; ".join(differing[:3]) or (
+            f"model has {len(predictor.class_names)} classes, data has {len(dataset_names)}"
+        )
+        raise EvaluationError(f"the checkpoint's class names do not match the dataset's ({detail})")
+
+
+def metrics(
+    confusion: np.ndarray,
+    class_names: list[str] | tuple[str, ...],
+    checkpoint: str,
+    folds: list[int],
+    metadata: dict[str, Any],
+    views: int = TEST_TIME_VIEWS,
+) -> dict[str, Any]:
+    """The metrics document (schema shared with the dashboard's model page)."""
+    totals = confusion.sum(axis=1)
+    per_class = {
+        name: (float(confusion[i, i] / totals[i]) if totals[i] else None) for i, name in enumerate(class_names)
+    }
+    total = int(confusion.sum())
+    return {
+        "checkpoint": checkpoint,
+        "folds": list(folds),
+        "views": views,
+        "num_clips": total,
+        "accuracy": float(np.trace(confusion) / total) if total else 0.0,
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "class_names": list(class_names),
+        "history": list(metadata.get("history") or []),
+        "training": {key: metadata[key] for key in TRAINING_FIELDS if key in metadata},
+    }
