@@ -5,7 +5,9 @@ Analyze is the one Layers and Compare show. Each (clip, window) is analysed once
 forward passes of its test-time views and one backward pass give the prediction, every
 activation and Grad-CAM for every stage); reruns and other pages reuse that result.
 Caches are small LRUs because one analysis of the shipped model holds about 61 MB of
-activations: ``MAX_ANALYSES`` bounds a browser session near 250 MB.
+activations: ``MAX_ANALYSES`` bounds a browser session near 250 MB. Every cached result is
+keyed by the model that computed it (``model_key``): a session that switches checkpoints, or
+compares two, never sees one model's result as the other's.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from audiocnn.audio import AudioError, check_not_silent, fit_to_length
 from audiocnn.inference import Analysis, Occlusion, Predictor, Timeline
 from audiocnn.samples import SampleClip
 from audiocnn.untrusted import load_untrusted
+
+from .model_cache import model_key
 
 CLIPS = "audiocnn_clips"
 CURRENT = "audiocnn_current_clip"
@@ -166,10 +170,11 @@ def timeline(clip: Clip, model: Predictor) -> Timeline | None:
     window = model.feature_config.clip_seconds
     if clip.duration <= window:
         return None
-    cached = _recall(TIMELINES, clip.id)
+    key = (model_key(model), clip.id)
+    cached = _recall(TIMELINES, key)
     if cached is None:
         cached = model.timeline(clip.waveform, hop_seconds(clip.duration, window))
-        _remember(TIMELINES, clip.id, cached, MAX_CLIPS)
+        _remember(TIMELINES, key, cached, MAX_CLIPS)
     return cached
 
 
@@ -212,7 +217,7 @@ def window_waveform(clip: Clip, model: Predictor, index: int) -> np.ndarray:
 def analysis(clip: Clip, model: Predictor, index: int | None = None) -> Analysis:
     """Prediction, activations and Grad-CAM of one window, computed once per session."""
     index = window_index(clip, model) if index is None else index
-    key = (clip.id, index)
+    key = (model_key(model), clip.id, index)
     cached = _recall(ANALYSES, key)
     if cached is None:
         cached = model.analyze(window_waveform(clip, model, index))
@@ -225,7 +230,7 @@ def explanation(clip: Clip, model: Predictor, index: int, class_index: int) -> d
     result = analysis(clip, model, index)
     if class_index == result.cam_class:
         return result.cams
-    key = (clip.id, index, class_index)
+    key = (model_key(model), clip.id, index, class_index)
     cached = _recall(EXPLANATIONS, key)
     if cached is None:
         cached = model.explain(result.waveform, class_index)
@@ -235,7 +240,7 @@ def explanation(clip: Clip, model: Predictor, index: int, class_index: int) -> d
 
 def occlusion(clip: Clip, model: Predictor, index: int, class_index: int) -> Occlusion:
     """The window's time occlusion for a class (22 forward passes), computed once per session."""
-    key = (clip.id, index, class_index)
+    key = (model_key(model), clip.id, index, class_index)
     cached = _recall(OCCLUSIONS, key)
     if cached is None:
         cached = model.occlusion(analysis(clip, model, index).waveform, class_index)
@@ -243,7 +248,8 @@ def occlusion(clip: Clip, model: Predictor, index: int, class_index: int) -> Occ
     return cached
 
 
-def latest_analysis(clip: Clip) -> Analysis | None:
-    """The most recently used analysis of a clip, without computing one."""
-    found = [result for (clip_id, _), result in _store(ANALYSES).items() if clip_id == clip.id]
+def latest_analysis(clip: Clip, model: Predictor) -> Analysis | None:
+    """The most recently used analysis of a clip by ``model``, without computing one."""
+    wanted = (model_key(model), clip.id)
+    found = [result for (model_id, clip_id, _), result in _store(ANALYSES).items() if (model_id, clip_id) == wanted]
     return found[-1] if found else None
