@@ -8,13 +8,14 @@ log-mel as the app and the CLI), so the reported accuracy is the accuracy users 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from .audio import AudioError
-from .esc50 import Clip
+from .esc50 import FOLDS, Clip, class_names_from_metadata, read_metadata, select_folds
 from .inference import TEST_TIME_VIEWS, Predictor
 
 BATCH_SIZE = 32
@@ -97,3 +98,32 @@ def metrics(
         "history": list(metadata.get("history") or []),
         "training": {key: metadata[key] for key in TRAINING_FIELDS if key in metadata},
     }
+
+
+def evaluate_folds(
+    predictor: Predictor,
+    data_dir: str | os.PathLike,
+    folds: Sequence[int],
+    label: str,
+    batch_size: int = BATCH_SIZE,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """The metrics document of ``predictor`` on ``folds`` of the ESC-50 copy at ``data_dir``.
+
+    Refuses (``EvaluationError``/``DatasetError``) a model whose classes are not the dataset's, in
+    the dataset's order. ``label`` names the checkpoint in the document.
+    """
+    clips = read_metadata(data_dir)
+    check_class_names(predictor, class_names_from_metadata(clips))
+    selected = select_folds(clips, list(folds))
+    confusion = evaluate(predictor, selected, batch_size, progress)
+    return metrics(confusion, predictor.class_names, label, list(folds), predictor.checkpoint.metadata,
+                   predictor.views)  # fmt: skip
+
+
+def held_out_folds(metadata: dict[str, Any], all_folds: Sequence[int] = FOLDS) -> list[int]:
+    """The folds a checkpoint was not trained on: its recorded test folds, else every fold it did not
+    see in training or validation (empty when it saw them all)."""
+    seen = set(metadata.get("train_folds") or []) | set(metadata.get("val_folds") or [])
+    recorded = [int(f) for f in metadata.get("test_folds") or [] if int(f) not in seen]
+    return recorded or [f for f in all_folds if f not in seen]

@@ -23,18 +23,27 @@ from audiocnn.evaluation import (  # noqa: F401 (re-exported for cross-validatio
     BATCH_SIZE,
     EvaluationError,
     check_class_names,
-    metrics,
 )  # fmt: skip
 from audiocnn.inference import TEST_TIME_VIEWS, Predictor
 from audiocnn.labels import display_name
 
-from .data import Clip, DatasetError, class_names_from_metadata, read_metadata, select_folds
+from .data import Clip, DatasetError
 
 
 def evaluate(predictor: Predictor, clips: list[Clip], batch_size: int = BATCH_SIZE) -> np.ndarray:
     """``audiocnn.evaluation.evaluate`` with a progress bar on the terminal."""
     with tqdm(total=len(clips), desc="evaluating", unit="clip", leave=False, disable=None) as bar:
-        return scoring.evaluate(predictor, clips, batch_size, lambda done, _: bar.update(done - bar.n))
+        return scoring.evaluate(predictor, clips, batch_size, _progress(bar))
+
+
+def _progress(bar: tqdm):
+    """A scoring progress callback ``(done, total)`` that moves a terminal bar."""
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return update
 
 
 def format_text(result: dict[str, Any]) -> str:
@@ -90,17 +99,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.views < 1:
         raise EvaluationError(f"--views must be at least 1, not {args.views}")
     predictor = Predictor.from_checkpoint(args.checkpoint, views=args.views)
-    all_clips = read_metadata(args.data_dir)
-    check_class_names(predictor, class_names_from_metadata(all_clips))
-    clips = select_folds(all_clips, args.folds)
-    metadata = predictor.checkpoint.metadata
-    trained_on = set(metadata.get("train_folds") or []) & set(args.folds)
+    trained_on = set(predictor.checkpoint.metadata.get("train_folds") or []) & set(args.folds)
     if trained_on:
         print(f"warning: the checkpoint was trained on fold(s) {sorted(trained_on)}; this accuracy is not a "
               "held-out score", file=sys.stderr)  # fmt: skip
-    confusion = evaluate(predictor, clips, max(1, args.batch_size))
     label = _checkpoint_label(args.checkpoint)
-    return metrics(confusion, predictor.class_names, label, args.folds, metadata, args.views)
+    with tqdm(desc="evaluating", unit="clip", leave=False, disable=None) as bar:
+        return scoring.evaluate_folds(predictor, args.data_dir, args.folds, label, max(1, args.batch_size),
+                                      _progress(bar))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -139,7 +139,12 @@ def summarize(path: str | os.PathLike) -> Summary:
         return Summary(path, error=f"Checkpoint {path} is incompatible with this code: {error}")
     epochs = metadata.get("epochs_trained")
     start = metadata.get("initialised_from") if isinstance(metadata.get("initialised_from"), dict) else None
-    epochs_text = f"{epochs} epochs" if epochs is not None else ""
+    planned = metadata.get("epochs")
+    epochs_text = ""
+    if isinstance(epochs, int):
+        epochs_text = f"{epochs} epoch{'s' if epochs != 1 else ''}"
+        if isinstance(planned, int) and planned > epochs:  # the best of a longer run, selected on validation
+            epochs_text = f"epoch {epochs} of {planned}"
     if epochs_text and start and start.get("epochs_trained") is not None:
         epochs_text += f" (fine-tuned from {start['epochs_trained']})"
     found = find_metrics(path, metadata, names)
