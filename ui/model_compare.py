@@ -68,8 +68,9 @@ def section(model: Predictor) -> None:
         st.info("Only one model is available. Train one (its runs folder is listed here), or open a checkpoint "
                 "file in the sidebar, to compare two.")  # fmt: skip
         return
-    remembered = st.session_state.get(SECOND)
-    st.session_state[PICK] = remembered if remembered in choices else None
+    if PICK not in st.session_state:  # widget state goes when the page is left: model B is remembered apart
+        remembered = st.session_state.get(SECOND)
+        st.session_state[PICK] = remembered if remembered in choices else None
     path = st.selectbox("Model B (model A is the one served in the sidebar)", choices, index=None, key=PICK,
                         format_func=lambda p: model_picker.summary(p).label(),
                         placeholder="Choose a second model")  # fmt: skip
@@ -163,11 +164,13 @@ def _explanations(clip: state.Clip, index: int, models: dict[str, Predictor], re
                 with st.spinner("Explaining…"):
                     cams = state.explanation(clip, model, index, class_index)
                 logmel = results[name].logmel
-                components.chart(plots.spectrogram_figure(logmel, input_axes(model.feature_config), cams[layer]))
+                figure = plots.spectrogram_figure(logmel, input_axes(model.feature_config), cams[layer])
             else:
                 with st.spinner("Silencing each stretch in turn…"):
                     occlusion = state.occlusion(clip, model, index, class_index)
-                components.chart(plots.occlusion_figure(occlusion, model.feature_config.clip_seconds))
+                figure = plots.occlusion_figure(occlusion, model.feature_config.clip_seconds)
+            # keyed: two identical models draw identical figures, which Streamlit would take for one element
+            st.plotly_chart(figure, width="stretch", theme=None, key=f"compare_models_map_{name}")
     st.caption("Each map is its own model's answer for the same class on the same window; Grad-CAM maps are scaled "
                "to their own peak, occlusion bars are falls in that model's probability.")  # fmt: skip
 

@@ -77,8 +77,10 @@ def _typed() -> None:
 
 
 def sidebar() -> None:
-    """The picker, and the reason the last choice was refused (in the page), if it was."""
-    resources.predictor()  # settles this session's model first (a bad launch checkpoint falls back here)
+    """The picker. It runs before the page: the page's first ``resources.predictor()`` call, here,
+    settles this session's model (a bad launch checkpoint falls back to the shipped one) and puts a
+    refusal's message at the top of the page."""
+    resources.predictor()
     served = str(resources.served_path())
     choices = options()
     st.session_state[PICKER] = served
@@ -94,5 +96,3 @@ def sidebar() -> None:
             f"${model_choice.RUNS_ENV}).",
         )
         st.text_input("Or open a checkpoint file", key=PATH_INPUT, placeholder="runs/x/best.pt", on_change=_typed)
-    if notice := resources.model_notice():
-        st.error(notice)

@@ -66,10 +66,6 @@ def choose(path: str | os.PathLike) -> str | None:
     return None
 
 
-def model_notice() -> str | None:
-    return st.session_state.get(MODEL_NOTICE)
-
-
 def _name(path: Path) -> str:
     return "the shipped model" if path == DEFAULT_CHECKPOINT else model_choice.display_path(path)
 
@@ -77,10 +73,14 @@ def _name(path: Path) -> str:
 def predictor() -> Predictor:
     """This session's model. When it cannot be loaded (a bad launch checkpoint, a file removed or
     damaged since it was chosen) the page says why and the shipped model is served instead; the
-    page stops only when even that fails."""
+    page stops only when even that fails. A refused choice is reported (once, by the first call of
+    the run, at the top of the page) here too."""
     path = served_path()
     try:
-        return models().get(path)
+        model = models().get(path)
+        if notice := st.session_state.pop(MODEL_NOTICE, None):
+            st.error(notice)
+        return model
     except CheckpointError as error:
         if path == DEFAULT_CHECKPOINT:
             st.error(f"The model could not be loaded. {error}")
