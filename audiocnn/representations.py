@@ -19,8 +19,9 @@ from .cka import cka_matrix, gram
 from .explain import CAM_LAYERS
 from .inference import Predictor
 
-BATCH = 10
-"""Clips per forward pass in a survey."""
+BATCH = 4
+"""Clips per forward pass in a survey: every node's activations of a batch are alive at once
+(about 61 MB per clip for the shipped model), so a small batch bounds the survey's peak."""
 
 
 def stage_nodes(activation_names: Sequence[str]) -> list[str]:
@@ -51,7 +52,8 @@ def survey(
     """Run ``waveforms`` (at the model's rate) through the model once, in batches of ``BATCH``.
 
     Stage outputs are stored in bf16 until every clip is in (the Gram needs every pair of clips):
-    for the shipped model that is 1.27 M values per clip, 254 MB for 100 clips, freed on return.
+    for the shipped model that is 1.27 M values per clip, 254 MB for 100 clips, freed on return;
+    with one batch's activations (``BATCH``) the survey peaks near 0.5 GB above the loaded model.
     Under bf16 autocast they are computed in bf16 anyway; in fp32 the rounding (2**-8 relative)
     moves a CKA by far less than its third decimal.
     """

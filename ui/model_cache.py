@@ -2,10 +2,10 @@
 
 Sessions may serve different checkpoints at once; each loaded ``Predictor`` is shared by
 every session serving it (it holds no per-request state). ``MAX_MODELS`` bounds memory:
-the shipped model costs about 50 MB of resident memory once loaded (45 MB of fp32
-weights; ``benchmarks``-free measurement in the README), so three stay near 150 MB. The
-least recently *requested* model is dropped first; a session still holding it finishes
-its run, and its next run loads it again.
+the shipped model adds about 68 MB of resident memory once loaded (45 MB of fp32 weights;
+measured by ``scripts/compare_models.py``), so three stay near 200 MB. The least recently
+*requested* model is dropped first; a session still holding it finishes its run, and its
+next run loads it again.
 
 Cached per-model work (sample index, representation survey, per-session analyses) is
 keyed by ``model_key``: a hash of the checkpoint's bytes, so a file retrained in place

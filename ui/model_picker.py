@@ -95,4 +95,5 @@ def sidebar() -> None:
             f"{model_choice.display_path(resources.launch_options().runs_dir)} (set with --runs-dir or "
             f"${model_choice.RUNS_ENV}).",
         )
+        st.caption(summary(served).label())  # the whole record: the box above cuts a long label short
         st.text_input("Or open a checkpoint file", key=PATH_INPUT, placeholder="runs/x/best.pt", on_change=_typed)
