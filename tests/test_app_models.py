@@ -263,3 +263,32 @@ def test_model_page_without_a_data_copy_says_how_to_evaluate(monkeypatch, traine
     check_clean(at)
     assert any("python -m training.evaluate --checkpoint" in c.value and "--folds 5" in c.value for c in at.caption)
     assert not [b for b in at.button if b.key == "model_evaluate"]
+
+
+def test_the_sample_index_belongs_to_the_model_that_built_it(monkeypatch, trained_run, sample):
+    """Session 1 (shipped) builds the Layers page's sample index; session 2 (the run) must not see it:
+    it is offered its own, and the clips it then lists are the run's."""
+    import ui.resources
+
+    subset = list_samples()[::10]
+    monkeypatch.setattr(ui.resources, "samples", lambda: subset)
+    shipped = upload(new_app(), "dog.wav", sample)
+    shipped.switch_page("pages/layers.py").run()
+    shipped.button(key="build_index").click().run()
+    check_clean(shipped)
+    assert not [b for b in shipped.button if b.key == "build_index"]  # built: the answer replaces the button
+    monkeypatch.setattr(sys, "argv", ["app.py", "--checkpoint", str(trained_run)])
+    run = upload(new_app(), "dog.wav", sample)
+    run.switch_page("pages/layers.py").run()
+    check_clean(run)
+    assert [b for b in run.button if b.key == "build_index"]
+    run.button(key="build_index").click().run()
+    node = "layer1.block0.relu1"
+    channel = run.selectbox(key=f"layers_channel_{node}").value
+    model = Predictor.from_checkpoint(trained_run)
+    features = model.logmel([model.load(clip.path) for clip in subset])
+    with torch.no_grad():
+        _, activations = model.forward(features, return_activations=True)
+    best = subset[int(activations[node][:, channel].float().mean(dim=(1, 2)).argmax())]
+    ranked = [m.value for m in run.markdown if m.value.startswith("1. ")]
+    assert f"`{best.name}`" in ranked[0]

@@ -130,13 +130,13 @@ def test_a_trained_run_is_served_picked_and_compared(server, browser_page, train
     assert page.locator('[data-testid="stException"]').count() == 0
 
     sidebar.get_by_role("combobox", name="Model").click()  # back to the run: A = best.pt, B = last.pt
-    page.get_by_role("option", name=re.compile(re.escape(str(trained_run)))).click()
+    page.get_by_role("option", name=f"{trained_run} · ").click()
     wait_idle(page)
     page.get_by_role("link", name="Compare").first.click()
     page.get_by_text("Two models").first.wait_for()
     wait_idle(page)
     page.get_by_placeholder("Choose a second model").click()
-    page.get_by_role("option", name=re.compile(re.escape(str(trained_run.with_name("last.pt"))))).click()
+    page.get_by_role("option", name=f"{trained_run.with_name('last.pt')} · ").click()
     wait_idle(page)
     page.get_by_role("button", name=re.compile("^Compare the two models")).click()
     page.get_by_text("Linear CKA (Kornblith et al. 2019)").wait_for()
