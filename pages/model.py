@@ -7,6 +7,7 @@ import streamlit as st
 from audiocnn.labels import MAJOR_CATEGORIES, class_info
 from audiocnn.model import POOLINGS, count_parameters
 from ui import components, model_page, plots, resources
+from ui import robustness as robustness_view
 
 model = resources.predictor()
 metadata = model.checkpoint.metadata
@@ -125,3 +126,4 @@ def _most_confused(names: list[str], confusion: np.ndarray) -> None:
 
 
 _held_out_evaluation()
+robustness_view.show_table((resources.metrics() or {}).get("robustness"))
