@@ -14,6 +14,7 @@ import hashlib
 import io
 import wave
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,6 +242,15 @@ def occlusion(clip: Clip, model: Predictor, index: int, class_index: int) -> Occ
         cached = model.occlusion(analysis(clip, model, index).waveform, class_index)
         _remember(OCCLUSIONS, key, cached, MAX_EXPLANATIONS)
     return cached
+
+
+def cached(store: str, item_key: Any, limit: int, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per session and ``item_key`` in the LRU ``store`` of at most ``limit`` items."""
+    value = _recall(store, item_key)
+    if value is None:
+        value = compute()
+        _remember(store, item_key, value, limit)
+    return value
 
 
 def latest_analysis(clip: Clip) -> Analysis | None:
