@@ -207,15 +207,18 @@ def smoothgrad(
     forward: Forward,
     logmel: torch.Tensor,
     target: Target,
-    samples: int = SMOOTHGRAD_SAMPLES,
-    noise_db: float = SMOOTHGRAD_NOISE_DB,
+    samples: int | None = None,
+    noise_db: float | None = None,
     seed: int = 0,
 ) -> np.ndarray:
-    """Captum's NoiseTunnel (SmoothGrad) over input x gradient, in height above the floor.
+    """Captum's NoiseTunnel (SmoothGrad) over input x gradient, in height above the floor
+    (``samples`` and ``noise_db`` default to ``SMOOTHGRAD_SAMPLES`` / ``SMOOTHGRAD_NOISE_DB``).
 
     Seeded: the same clip gives the same map on every rerun (the noise is drawn from torch's global
     generator, so it is forked and reseeded here rather than left to whatever ran before).
     """
+    samples = SMOOTHGRAD_SAMPLES if samples is None else samples
+    noise_db = SMOOTHGRAD_NOISE_DB if noise_db is None else noise_db
     score, z = _above_floor(forward, logmel, target)
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(seed)
