@@ -6,7 +6,7 @@ import streamlit as st
 
 from audiocnn.labels import MAJOR_CATEGORIES, class_info
 from audiocnn.model import POOLINGS, count_parameters
-from ui import components, plots, resources
+from ui import components, explain_table, plots, resources
 
 model = resources.predictor()
 metadata = model.checkpoint.metadata
@@ -131,3 +131,6 @@ def _most_confused(names: list[str], confusion: np.ndarray) -> None:
 
 
 _held_out_evaluation()
+
+# ---- Explanation faithfulness (issue 14): the table training.explain_eval stores -------------------------
+explain_table.show(resources.metrics())
