@@ -97,6 +97,7 @@ METHODS: dict[str, Method] = {
 }  # fmt: skip
 
 DEFAULT_METHOD = "gradcam-layer3"
+"""The fallback when no evaluation ships: the default is the one ``training.explain_eval`` chose (``chosen``)."""
 
 
 def objective(logits: torch.Tensor, target: Target) -> torch.Tensor:
@@ -125,6 +126,19 @@ def available(layers: Iterable[str]) -> list[Method]:
     """The methods a model offers: Grad-CAM only for the stages it has, every input-level method."""
     have = set(layers)
     return [m for m in METHODS.values() if m.layer is None or m.layer in have]
+
+
+def chosen(explanations: dict[str, Any] | None, layers: Iterable[str]) -> str:
+    """The default method: the one the folds 1-4 selection run named best (imputed deletion; see
+    ``training.explain_eval.choose_default``), if this model offers it; else ``DEFAULT_METHOD``, else
+    the deepest Grad-CAM layer the model has."""
+    offered = [m.key for m in available(layers)]
+    best = (((explanations or {}).get("selection") or {}).get("best") or {}).get("impute")
+    if best in offered:
+        return best
+    if DEFAULT_METHOD in offered:
+        return DEFAULT_METHOD
+    return [key for key in offered if METHODS[key].layer is not None][-1]
 
 
 def method(key: str) -> Method:

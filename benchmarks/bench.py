@@ -20,7 +20,7 @@ import torch
 from audiocnn.inference import Predictor
 from audiocnn.samples import list_samples
 
-from . import inference_speed, training_speed
+from . import explanation_speed, inference_speed, training_speed
 from .plan import FULL, QUICK
 from .timing import machine, peak_rss_mb
 
@@ -43,6 +43,7 @@ def run(checkpoint: Path | None, quick: bool, data_dir: Path | None) -> dict[str
     report: dict[str, Any] = {"machine": machine(), "checkpoint": str(predictor.path), "quick": quick,
                               "plan": plan.to_dict()}  # fmt: skip
     report["inference"] = inference_speed.measure(predictor, samples, plan)
+    report["explanation"] = explanation_speed.measure(predictor, samples, plan)
     report["peak_rss_mb_inference"] = peak_rss_mb()
     clips = training_speed.training_clips(samples, data_dir, plan.train_clips)
     report["training"] = training_speed.measure(predictor.model_config, predictor.feature_config, clips, plan)
@@ -74,6 +75,9 @@ def format_text(report: dict[str, Any]) -> str:
         f"{stages['decode_resample']:.1f}, log-mel {stages['logmel']:.1f}, forward {stages['forward']:.1f})",
         f"full analysis, 5 s clip      {inf['analyze_5s_ms']['median']:8.1f} ms",
         f"occlusion, 5 s clip          {inf['occlusion_ms']['median']:8.1f} ms  (on demand in the app)",
+        f"analysis + explanation       {report['explanation']['analyze_explained_ms']['median']:8.1f} ms  "
+        f"({report['explanation']['method']} with its faithfulness line and listening: "
+        f"{report['explanation']['ratio_to_analysis']:.1f} x the analysis alone)",
         f"upload decode (app worker)   {inf['upload_decode_worker_ms']['median']:8.1f} ms  (once per upload)",
         f"timeline, {inf['timeline_seconds']:.0f} s recording     {inf['timeline_ms']['median']:8.1f} ms"
         f"  ({inf['timeline_windows']} windows)",

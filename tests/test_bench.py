@@ -6,6 +6,7 @@ import json
 
 import torch
 
+from audiocnn import attribution
 from audiocnn.precision import bf16_pays_off
 from benchmarks import bench
 
@@ -15,6 +16,10 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
     report = json.loads(capsys.readouterr().out)
 
     inference = report["inference"]
+    explanation = report["explanation"]
+    assert explanation["method"] in attribution.METHODS and explanation["ratio_to_analysis"] > 0
+    for key in ("analyze_ms", "analyze_explained_ms", "faithfulness_ms", "listen_ms"):
+        assert explanation[key]["median"] > 0
     for key in ("predict_5s_ms", "analyze_5s_ms", "occlusion_ms", "timeline_ms"):
         assert inference[key]["median"] > 0
         assert inference[key]["runs"] == report["plan"]["repeats" if "5s" in key else "slow_repeats"]
@@ -40,5 +45,6 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
 
     text = bench.format_text(report)
     for phrase in ("prediction, 5 s clip", "full analysis", "upload decode", "timeline", "batch CLI", "naive path",
-                   "speed-up", "per step: fetch", "peak memory", "target", "inference in"):  # fmt: skip
+                   "speed-up", "per step: fetch", "peak memory", "target", "inference in",
+                   "analysis + explanation"):  # fmt: skip
         assert phrase in text

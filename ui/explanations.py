@@ -47,16 +47,9 @@ def key_of(family: str, layer: str | None) -> str:
 
 
 def default_method(layers: list[str]) -> tuple[str, dict[str, Any] | None]:
-    """The method the held-out table ranks best (chosen on folds 1-4) and that table, or the library's
-    fallback when no table ships (or it names a method this model lacks)."""
-    tables = (resources.metrics() or {}).get("explanations") or {}
-    chosen = (tables.get("selection") or {}).get("best", {}).get("impute")
-    offered = {m.key for m in attribution.available(layers)}
-    if chosen in offered:
-        return chosen, tables
-    fallback = attribution.DEFAULT_METHOD if attribution.DEFAULT_METHOD in offered else None
-    fallback = fallback or next(m.key for m in attribution.available(layers) if m.layer is not None)
-    return fallback, tables or None
+    """The default method (``attribution.chosen`` from the shipped evaluation) and that evaluation."""
+    tables = (resources.metrics() or {}).get("explanations") or None
+    return attribution.chosen(tables, layers), tables
 
 
 def _class_index(value: Any, names: tuple[str, ...]) -> int | None:
