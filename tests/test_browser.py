@@ -171,3 +171,42 @@ def test_upload_predict_and_browse_layers(server, browser_page):
 
     (OUTPUT / "timings.json").write_text(json.dumps(timings, indent=2))
     print(f"browser timings: {timings}")
+
+
+PLAY_AND_MEASURE = """async (audio) => {
+    audio.muted = true;  // muted playback needs no user gesture; the element must still really play
+    await audio.play();
+    await new Promise(resolve => setTimeout(resolve, 700));
+    const played = audio.currentTime > 0;
+    audio.pause();
+    const data = await (await fetch(audio.currentSrc)).arrayBuffer();
+    const decoded = await new OfflineAudioContext(1, 1, 22050).decodeAudioData(data);
+    let peak = 0;
+    for (const x of decoded.getChannelData(0)) peak = Math.max(peak, Math.abs(x));
+    return {played, peak, seconds: decoded.duration};
+}"""
+
+
+def test_listen_to_what_the_model_heard_and_ignored(server, browser_page):
+    """Both resynthesised parts of the explanation play in the real browser and carry sound."""
+    page = browser_page
+    sample = next(s for s in list_samples() if s.label == "dog")
+    page.goto(server)
+    page.get_by_text("What does the CNN hear?").wait_for()
+    wait_idle(page)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(sample.path))
+    page.get_by_text("Listen to the explanation").wait_for()
+    page.get_by_text("What it ignored").wait_for()
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    players = page.locator("audio")
+    assert players.count() >= 3  # the window, then the two parts of the explanation
+    results = {}
+    for name, index in (("listened", players.count() - 2), ("ignored", players.count() - 1)):
+        results[name] = players.nth(index).evaluate(PLAY_AND_MEASURE)
+    for name, result in results.items():
+        assert result["played"], name
+        assert result["peak"] > 1e-3, (name, result)  # not silent
+        assert abs(result["seconds"] - 5.0) < 0.05, (name, result)
+    screenshot(page, "analyze_explanation")
+    print(f"listening in the browser: {results}")

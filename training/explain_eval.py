@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes else None
     rows, started = [], time.monotonic()
     for number, clip in enumerate(clips, 1):
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and rows and time.monotonic() > deadline:
             print(f"stopped after {len(rows)} of {len(clips)} clips (--max-minutes {args.max_minutes})",
                   file=sys.stderr)  # fmt: skip
             break
@@ -209,6 +209,23 @@ def format_text(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(result: dict[str, Any]) -> str:
+    """The table as the README and the model card show it (mean ± std over clips)."""
+    head = ("| method | top first (floor) | bottom first (floor) | random (floor) | gap (floor) "
+            "| top first (imputed) | bottom first (imputed) | random (imputed) | gap (imputed) "
+            "| fidelity-in | fidelity-out | ms / map |")  # fmt: skip
+    lines = [head, "|" + " --- |" * head.count(" | ") + " --- |"]
+    for key, t in result["methods"].items():
+        cells = [attribution.METHODS[key].label]
+        for removal in REMOVALS:
+            a = t[removal]
+            cells += [f"{a[name]['mean']:.2f} ± {a[name]['std']:.2f}" for name in ("most_first", "least_first",
+                                                                                    "random", "gap")]  # fmt: skip
+        cells += [f"{t['fidelity_in']:.0%}", f"{t['fidelity_out']:.0%}", f"{t['map_ms_median']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def store(path: Path, name: str, result: dict[str, Any]) -> None:
     """Set ``explanations.<name>`` in the metrics file, every other key untouched."""
     document = json.loads(path.read_text()) if path.is_file() else {}
@@ -233,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", type=float, default=listen.DEFAULT_KEEP, help="share kept when listening")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop starting clips after this long")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--store", default=None, help="name of the table under 'explanations' in --metrics")
     parser.add_argument("--metrics", type=Path, default=Path("assets/metrics.json"), help="metrics file to update")
     return parser
@@ -250,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.store:
         store(args.metrics, args.store, result)
-    print(json.dumps(result, ensure_ascii=False) if args.json else format_text(result))
+    print(json.dumps(result, ensure_ascii=False) if args.json else format_markdown(result) if args.markdown
+          else format_text(result))  # fmt: skip
     return 0
 
 
