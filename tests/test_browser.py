@@ -175,15 +175,18 @@ def test_upload_predict_and_browse_layers(server, browser_page):
 
 PLAY_AND_MEASURE = """async (audio) => {
     audio.muted = true;  // muted playback needs no user gesture; the element must still really play
-    await audio.play();
-    await new Promise(resolve => setTimeout(resolve, 700));
+    const within = (promise, ms, what) => Promise.race([promise, new Promise((_, reject) =>
+        setTimeout(() => reject(new Error(what + ' took over ' + ms + ' ms')), ms))]);
+    let error = null;
+    try { await within(audio.play(), 20000, 'play()'); } catch (e) { error = String(e); }
+    await new Promise(resolve => setTimeout(resolve, 1000));
     const played = audio.currentTime > 0;
     audio.pause();
-    const data = await (await fetch(audio.currentSrc)).arrayBuffer();
+    const data = await within(fetch(audio.currentSrc).then(r => r.arrayBuffer()), 20000, 'fetching the audio');
     const decoded = await new OfflineAudioContext(1, 1, 22050).decodeAudioData(data);
     let peak = 0;
     for (const x of decoded.getChannelData(0)) peak = Math.max(peak, Math.abs(x));
-    return {played, peak, seconds: decoded.duration};
+    return {played, error, peak, seconds: decoded.duration};
 }"""
 
 
