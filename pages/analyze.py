@@ -6,6 +6,7 @@ import streamlit as st
 from audiocnn.audio import MAX_DURATION_SECONDS, MAX_FILE_BYTES, is_silent
 from audiocnn.explain import OCCLUSION_SECONDS
 from ui import components, explanations, plots, resources, state
+from ui import robustness as robustness_view
 from ui.axes import input_axes
 
 # Microphone rate: st.audio_input's 16 kHz default would cut the band the model hears (up to 11 kHz).
@@ -128,7 +129,9 @@ def _show_clip(clip: state.Clip) -> None:
 
 
 def _show_why(clip: state.Clip, index: int, result) -> None:
-    _show_occlusion(clip, index, explanations.show(clip, index, result, model))
+    class_index = explanations.show(clip, index, result, model)
+    _show_occlusion(clip, index, class_index)
+    robustness_view.show_panel(clip, model, index, class_index)
 
 
 def _show_occlusion(clip: state.Clip, index: int, class_index: int) -> None:

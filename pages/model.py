@@ -7,6 +7,7 @@ import streamlit as st
 from audiocnn.labels import MAJOR_CATEGORIES, class_info
 from audiocnn.model import POOLINGS, count_parameters
 from ui import components, explain_table, plots, resources
+from ui import robustness as robustness_view
 
 model = resources.predictor()
 metadata = model.checkpoint.metadata
@@ -131,6 +132,7 @@ def _most_confused(names: list[str], confusion: np.ndarray) -> None:
 
 
 _held_out_evaluation()
+robustness_view.show_table((resources.metrics() or {}).get("robustness"))
 
 # ---- Explanation faithfulness (issue 14): the table training.explain_eval stores -------------------------
 explain_table.show(resources.metrics())

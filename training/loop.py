@@ -254,7 +254,10 @@ def _start_from(model: AudioCNN, config: TrainConfig) -> dict[str, Any]:
     """
     path = str(config.init_from)
     start = load_checkpoint(path)
-    if start.model_config != config.model or start.feature_config != config.features:
+    # A start may move to another feature version (the same spectrogram, another dB reference): the
+    # fine-tuning is what teaches it the new one. Any other setting would change what each weight sees.
+    same_spectrogram = replace(start.feature_config, version=config.features.version) == config.features
+    if start.model_config != config.model or not same_spectrogram:
         raise CheckpointError(f"{path} has another architecture or other features than this run; cannot start from it")
     trained_on = start.metadata.get("train_folds")
     if not trained_on:
@@ -264,7 +267,8 @@ def _start_from(model: AudioCNN, config: TrainConfig) -> dict[str, Any]:
         raise CheckpointError(f"{path} was trained on fold(s) {sorted(seen)}, which this run holds out")
     model.load_state_dict(start.model.state_dict())
     return {"path": path, "train_folds": list(trained_on), "recipe": start.metadata.get("recipe"),
-            "epochs_trained": start.metadata.get("epochs_trained")}  # fmt: skip
+            "epochs_trained": start.metadata.get("epochs_trained"),
+            "feature_version": start.feature_config.version}  # fmt: skip
 
 
 def train(
@@ -357,7 +361,7 @@ def train(
         for step in bar:
             index = order[step * config.batch_size : (step + 1) * config.batch_size].to(x_train.device)
             xb, targets = augment_batch(x_train[index], y_train[index], config.model.num_classes,
-                                        config.augment, generator)  # fmt: skip
+                                        config.augment, generator, config.features)  # fmt: skip
             xb = xb.to(device).contiguous(memory_format=torch.channels_last)
             targets = targets.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
