@@ -37,6 +37,8 @@ from .evaluate import EvaluationError, check_class_names
 
 METRICS_KEY = "explanations"
 REMOVALS = tuple(faithfulness.REMOVALS)
+DIGITS = 4
+"""Decimals stored: the spread over clips is in the second, and the metrics file stays small."""
 REPORT_SHARE = 0.1
 """The deletion share the app's faithfulness sentence quotes (also printed here)."""
 
@@ -88,8 +90,9 @@ def score_clip(predictor: Predictor, waveform: np.ndarray, keys: list[str], shar
 def _spread(values: list[float]) -> dict[str, float]:
     array = np.asarray(values, np.float64)
     q1, median, q3 = np.percentile(array, [25, 50, 75])
-    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
-            "median": float(median), "q1": float(q1), "q3": float(q3)}  # fmt: skip
+    std = array.std(ddof=1) if len(array) > 1 else 0.0
+    return {name: round(float(value), DIGITS) for name, value in
+            (("mean", array.mean()), ("std", std), ("median", median), ("q1", q1), ("q3", q3))}  # fmt: skip
 
 
 def summarise(rows: list[dict[str, Any]], keys: list[str]) -> dict[str, dict[str, Any]]:
@@ -100,9 +103,9 @@ def summarise(rows: list[dict[str, Any]], keys: list[str]) -> dict[str, dict[str
         table[key] = {
             "clips": len(scored),
             **{removal: _areas([s[removal] for s in scored]) for removal in REMOVALS},
-            "fidelity_in": float(np.mean([s["fidelity_in"] for s in scored])),
-            "fidelity_out": float(np.mean([s["fidelity_out"] for s in scored])),
-            "map_ms_median": float(np.median([s["map_ms"] for s in scored])),
+            "fidelity_in": round(float(np.mean([s["fidelity_in"] for s in scored])), DIGITS),
+            "fidelity_out": round(float(np.mean([s["fidelity_out"] for s in scored])), DIGITS),
+            "map_ms_median": round(float(np.median([s["map_ms"] for s in scored])), 1),
         }
     return table
 
