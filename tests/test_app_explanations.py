@@ -101,3 +101,21 @@ def test_listening_plays_both_parts_and_scores_them(predictor, dog):
     assert f"Alone, this part gives {label} {heard.removed_score:.0%}" in captions[-1]
     assert len(at.get("audio")) >= 3  # the window, what the model listened to, what it ignored
     assert any(m.startswith("What the model listened to (the top 30%") for m in markdown(at))
+
+
+def test_model_page_shows_the_faithfulness_table_of_every_method():
+    from ui import resources
+
+    held = resources.metrics()["explanations"]["heldout"]
+    at = new_app()
+    at.switch_page("pages/model.py").run()
+    check_clean(at)
+    assert "### How faithful are the explanations" in markdown(at)
+    table = next(frame.value for frame in at.dataframe if "method" in frame.value.columns)
+    assert list(table["method"]) == [attribution.METHODS[key].label for key in held["methods"]]
+    layer4 = held["methods"]["gradcam-layer4"]["impute"]["gap"]
+    row = table[table["method"] == "Grad-CAM layer4"].iloc[0]
+    assert row["gap (imputed from neighbours)"] == f"{layer4['mean']:.2f} ± {layer4['std']:.2f}"
+    default = attribution.chosen(resources.metrics()["explanations"], attribution.CAM_LAYERS)
+    assert any(c.value.startswith(f"The Analyze page's default is {attribution.METHODS[default].label}")
+               for c in at.caption)  # fmt: skip
