@@ -87,9 +87,19 @@ def clips() -> list[Clip]:
     return list(_store(CLIPS).values())
 
 
+def remember_clip(clip: Clip) -> Clip:
+    """Keep a clip among the session's (the oldest beyond ``MAX_CLIPS`` is forgotten) without showing it:
+    Compare offers it next to the current clip."""
+    store = _store(CLIPS)
+    if st.session_state.get(CURRENT) in store:  # the clip on screen is never the one forgotten
+        store.move_to_end(st.session_state[CURRENT])
+    _remember(CLIPS, clip.id, clip, MAX_CLIPS)
+    return clip
+
+
 def add_clip(clip: Clip) -> Clip:
     """Remember a clip (the oldest beyond ``MAX_CLIPS`` is forgotten) and make it the one on screen."""
-    _remember(CLIPS, clip.id, clip, MAX_CLIPS)
+    remember_clip(clip)
     st.session_state[CURRENT] = clip.id
     return clip
 
