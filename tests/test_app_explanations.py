@@ -80,7 +80,8 @@ def test_a_contrast_requested_by_another_page_is_explained(predictor, dog):
     hop = predictor.feature_config.hop_length / predictor.feature_config.sample_rate
     relevance = attribution.attribute(predictor.forward, features, (top, b), "occlusion-time", hop)
     assert trust_line(at).endswith(expected_line(predictor, features, relevance, (top, b)))
-    assert "contrast_classes" not in at.session_state  # consumed once: the widgets are the user's again
+    at.toggle(key="contrast_on").set_value(False).run()  # applied once: the widgets are the user's again
+    assert at.toggle(key="contrast_on").value is False and not any("share against" in m for m in markdown(at))
     at.session_state["contrast_classes"] = ("dog", "dog")
     at.run()
     assert any("two different classes" in w.value for w in at.warning)

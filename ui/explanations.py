@@ -4,7 +4,8 @@ faithfulness line and chart, and the two halves of the sound it implies, each pl
 Entry point for other pages: set ``st.session_state[CONTRAST] = (a, b)`` (two class names or class
 indices; e.g. the true and the predicted class of a confusion cell) before switching to Analyze. The
 panel then explains "why A and not B" for the current clip: the contrast is switched on with A as the
-explained class and B as the other; the key is consumed once, after which the widgets are the user's.
+explained class and B as the other. A request is applied once per clip window (``APPLIED`` remembers
+it, the key itself stays for the page that set it); after that the widgets are the user's.
 
 Everything computed is kept per session (``state.cached``), keyed by clip, window, method and target:
 reruns, method switches back and forth and the keep slider never recompute a map.
@@ -25,6 +26,7 @@ from . import components, plots, resources, state
 from .axes import cell_milliseconds, input_axes, node_strides
 
 CONTRAST = "contrast_classes"
+APPLIED = "audiocnn_contrast_applied"
 MAPS = "audiocnn_attribution_maps"
 FAITHFULNESS = "audiocnn_faithfulness"
 LISTENINGS = "audiocnn_listenings"
@@ -60,12 +62,13 @@ def _class_index(value: Any, names: tuple[str, ...]) -> int | None:
     return None
 
 
-def _take_contrast_request(names: tuple[str, ...], a_key: str, b_key: str) -> None:
-    """Apply a contrast another page asked for (``CONTRAST``), once."""
-    request = st.session_state.pop(CONTRAST, None)
-    if not request or len(request) != 2:
+def _take_contrast_request(names: tuple[str, ...], where: tuple[str, int], a_key: str, b_key: str) -> None:
+    """Apply a contrast another page asked for (``CONTRAST``), once per clip window."""
+    request = st.session_state.get(CONTRAST)
+    if not request or st.session_state.get(APPLIED) == (*where, tuple(request)):
         return
-    a, b = (_class_index(v, names) for v in request)
+    st.session_state[APPLIED] = (*where, tuple(request))
+    a, b = (_class_index(v, names) for v in request) if len(request) == 2 else (None, None)
     if a is None or b is None or a == b:
         st.warning(f"Cannot contrast {request!r}: two different classes of the model are needed.")
         return
@@ -79,7 +82,7 @@ def show(clip: state.Clip, index: int, result: Analysis, model: Predictor) -> in
     names = prediction.class_names
     order = [int(i) for i in prediction.order]
     a_key, b_key = f"cam_class_{clip.id}_{index}", f"contrast_b_{clip.id}_{index}"
-    _take_contrast_request(names, a_key, b_key)
+    _take_contrast_request(names, (clip.id, index), a_key, b_key)
     strides = node_strides(model.model)
     layers = [name for name in attribution.CAM_LAYERS if name in strides]  # a shallower model has fewer stages
     default, tables = default_method(layers)
