@@ -17,7 +17,6 @@ from torch.nn import functional as F
 from .model import AudioCNN
 
 CAM_LAYERS: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4")
-DEFAULT_CAM_LAYER = "layer3"
 
 OCCLUSION_SECONDS = 0.5
 """Length of each silenced stretch. Training masks up to 32 frames (0.74 s) of time with the
