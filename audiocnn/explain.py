@@ -1,4 +1,4 @@
-"""Why a class was predicted: Grad-CAM over any captured layer, for any class, and time occlusion.
+"""Why a class was predicted: Grad-CAM over any captured layer, for any class, and occlusion patches.
 
 Gradients are taken with ``torch.autograd.grad`` on the activations that ``forward``
 returned for this call only, so no hooks or shared state are involved and many
@@ -17,7 +17,6 @@ from torch.nn import functional as F
 from .model import AudioCNN
 
 CAM_LAYERS: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4")
-DEFAULT_CAM_LAYER = "layer3"
 
 OCCLUSION_SECONDS = 0.5
 """Length of each silenced stretch. Training masks up to 32 frames (0.74 s) of time with the
@@ -66,10 +65,21 @@ def cams_from_forward(
     defaults to those of ``CAM_LAYERS`` the model has.
     """
     check_class_index(class_index, logits.shape[-1])
+    return cams_from_score(logits[0, class_index], activations, size, layers)
+
+
+def cams_from_score(
+    score: torch.Tensor,
+    activations: dict[str, torch.Tensor],
+    size: tuple[int, int],
+    layers: tuple[str, ...] | list[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Grad-CAM maps of any scalar the forward produced (a class's logit, or the difference of two
+    logits for a contrastive map), one backward pass for all ``layers``."""
     if layers is None:
         layers = [name for name in CAM_LAYERS if name in activations]
     targets = [activations[name] for name in layers]
-    grads = torch.autograd.grad(logits[0, class_index], targets)
+    grads = torch.autograd.grad(score, targets)
     return {name: cam_from_gradients(a, g, size) for name, a, g in zip(layers, targets, grads)}
 
 
@@ -92,16 +102,39 @@ def occluded_copies(logmel: torch.Tensor, slice_frames: int) -> tuple[torch.Tens
     frames set to the clip's floor (the last stretch may be shorter).
 
     Returns ``(copies (slices, 1, mels, frames), bounds)``, where stretch ``i`` covers frames
-    ``bounds[i]`` to ``bounds[i + 1]``.
+    ``bounds[i]`` to ``bounds[i + 1]``. Time occlusion is the full-height case of ``occluded_patches``.
     """
-    if logmel.dim() != 4 or logmel.shape[0] != 1:
-        raise ValueError("occluded_copies expects a single clip shaped (1, 1, mels, frames)")
+    _check_single(logmel, "occluded_copies")
     if slice_frames < 1:
         raise ValueError(f"slice_frames must be at least 1, not {slice_frames}")
-    frames = logmel.shape[-1]
-    bounds = np.append(np.arange(0, frames, slice_frames), frames)
-    copies = logmel.repeat(len(bounds) - 1, 1, 1, 1)
+    copies, boxes = occluded_patches(logmel, logmel.shape[-2], slice_frames)
+    return copies, np.append(boxes[:, 2], logmel.shape[-1])
+
+
+def occluded_patches(logmel: torch.Tensor, bands: int, frames: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Copies of one log-mel ``(1, 1, mels, frames)``, each with one patch of ``bands`` mel bands x
+    ``frames`` frames set to the clip's floor; the patches tile the spectrogram without overlap (those
+    at the top and right edges may be smaller), frequency-major.
+
+    Returns ``(copies (patches, 1, mels, frames), boxes)``; patch ``i`` covers bands
+    ``boxes[i, 0]:boxes[i, 1]`` and frames ``boxes[i, 2]:boxes[i, 3]``. Full-height patches are time
+    occlusion, full-width ones frequency occlusion.
+    """
+    _check_single(logmel, "occluded_patches")
+    if bands < 1 or frames < 1:
+        raise ValueError(f"a patch must be at least 1 band x 1 frame, not {bands} x {frames}")
+    mels, length = logmel.shape[-2], logmel.shape[-1]
+    band_edges = np.append(np.arange(0, mels, bands), mels)
+    frame_edges = np.append(np.arange(0, length, frames), length)
+    boxes = np.array([(f0, f1, t0, t1) for f0, f1 in itertools.pairwise(band_edges)
+                      for t0, t1 in itertools.pairwise(frame_edges)], dtype=np.int64)  # fmt: skip
+    copies = logmel.repeat(len(boxes), 1, 1, 1)
     floor = logmel.amin()
-    for i, (start, end) in enumerate(itertools.pairwise(bounds)):
-        copies[i, ..., start:end] = floor
-    return copies, bounds
+    for i, (f0, f1, t0, t1) in enumerate(boxes):
+        copies[i, :, f0:f1, t0:t1] = floor
+    return copies, boxes
+
+
+def _check_single(logmel: torch.Tensor, name: str) -> None:
+    if logmel.dim() != 4 or logmel.shape[0] != 1:
+        raise ValueError(f"{name} expects a single clip shaped (1, 1, mels, frames)")

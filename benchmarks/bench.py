@@ -23,7 +23,7 @@ import torch
 from audiocnn.inference import Predictor
 from audiocnn.samples import list_samples
 
-from . import inference_speed, machine_rate, training_speed
+from . import explanation_speed, inference_speed, machine_rate, training_speed
 from .plan import FULL, QUICK
 from .timing import machine, peak_rss_mb
 
@@ -78,6 +78,7 @@ def run(checkpoint: Path | None, quick: bool, data_dir: Path | None) -> dict[str
     rate = rates[inference["precision"]]
     report["shares"] = {name: machine_rate.share(inference["flops"][key], ms(inference), rate)
                         for name, (key, ms) in SHARES.items()}  # fmt: skip
+    report["explanation"] = explanation_speed.measure(predictor, samples, plan)
     report["peak_rss_mb_inference"] = peak_rss_mb()
     clips = training_speed.training_clips(samples, data_dir, plan.train_clips)
     report["training"] = training_speed.measure(predictor.model_config, predictor.feature_config, clips, plan)
@@ -120,6 +121,9 @@ def format_text(report: dict[str, Any]) -> str:
         f"{stages['decode_resample']:.1f}, log-mel {stages['logmel']:.1f})",
         f"full analysis, 5 s clip      {inf['analyze_5s_ms']['median']:8.1f} ms  {pct('analyze_5s')}",
         f"occlusion, 5 s clip          {inf['occlusion_ms']['median']:8.1f} ms  {pct('occlusion')}  (on demand)",
+        f"analysis + explanation       {report['explanation']['analyze_explained_ms']['median']:8.1f} ms  "
+        f"({report['explanation']['method']} with its faithfulness line and listening: "
+        f"{report['explanation']['ratio_to_analysis']:.1f} x the analysis alone)",
         f"upload decode (app worker)   {inf['upload_decode_worker_ms']['median']:8.1f} ms  (once per upload)",
         f"timeline, {inf['timeline_seconds']:.0f} s, window by window {inf['timeline_exact_ms']['median']:7.1f} ms  "
         f"{pct('timeline_exact')}  ({inf['timeline_windows']} windows)",

@@ -3,10 +3,10 @@
 import streamlit as st
 
 from audiocnn.audio import MAX_DURATION_SECONDS, MAX_FILE_BYTES, is_silent
-from audiocnn.explain import CAM_LAYERS, DEFAULT_CAM_LAYER, OCCLUSION_SECONDS
-from ui import components, plots, resources, state, timeline_view
+from audiocnn.explain import OCCLUSION_SECONDS
+from ui import components, explanations, plots, resources, state, timeline_view
 from ui import robustness as robustness_view
-from ui.axes import cell_milliseconds, input_axes, node_strides
+from ui.axes import input_axes
 
 # Microphone rate: st.audio_input's 16 kHz default would cut the band the model hears (up to 11 kHz).
 # The decoder always reads the real rate from the WAV header, whatever the browser delivers.
@@ -99,31 +99,7 @@ def _show_clip(clip: state.Clip) -> None:
 
 
 def _show_why(clip: state.Clip, index: int, result) -> None:
-    st.markdown("### Why — Grad-CAM")
-    prediction = result.prediction
-    names = prediction.class_names
-    left, right = st.columns([3, 2], vertical_alignment="bottom")
-    class_index = left.selectbox(
-        "Explain the class",
-        [int(i) for i in prediction.order],
-        format_func=lambda i: f"{plots.class_label(names[i])} — {prediction.probabilities[i]:.1%}",
-        key=f"cam_class_{clip.id}_{index}",
-    )
-    strides = node_strides(model.model)
-    layers = [name for name in CAM_LAYERS if name in strides]  # a shallower model has fewer stages
-    default = layers.index(DEFAULT_CAM_LAYER) if DEFAULT_CAM_LAYER in layers else len(layers) - 1
-    layer = right.radio("Layer", layers, index=default, horizontal=True, key="cam_layer")
-    with st.spinner("Explaining…"):
-        cams = state.explanation(clip, model, index, class_index)
-    stride = strides[layer]
-    cell_ms = cell_milliseconds(config, stride)
-    components.chart(plots.spectrogram_figure(result.logmel, input_axes(config), cams[layer]))
-    st.caption(
-        f"Where the {layer} features that raise the score of {plots.class_label(names[class_index])} sit in time "
-        f"and frequency. Each {layer} cell covers {stride[0]} mel bands × {cell_ms:.0f} ms, so deeper layers "
-        "give coarser maps. Grad-CAM has no absolute unit: each map is scaled to its own peak; an all-clear map "
-        "means nothing in that layer speaks for the class."
-    )
+    class_index = explanations.show(clip, index, result, model)
     _show_occlusion(clip, index, class_index)
     robustness_view.show_panel(clip, model, index, class_index)
 

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from audiocnn.model import POOLINGS, count_parameters
-from ui import components, confusions, history, model_page, resources
+from ui import components, confusions, explain_table, history, model_page, resources
 from ui import robustness as robustness_view
 
 model = resources.predictor()
@@ -76,3 +76,6 @@ def _headline(metrics: dict) -> None:
 
 _held_out_evaluation()
 robustness_view.show_table((resources.metrics() or {}).get("robustness"))
+
+# ---- Explanation faithfulness (issue 14): the table training.explain_eval stores -------------------------
+explain_table.show(resources.metrics())

@@ -283,7 +283,7 @@ def test_change_the_explained_class_and_layer(predictor, sample):
     check_clean(at)
     at.radio(key="cam_layer").set_value("layer2").run()
     check_clean(at)
-    caption = next(c.value for c in at.caption if c.value.startswith("Where the layer2"))
+    caption = next(c.value for c in at.caption if c.value.startswith("Grad-CAM layer2 of"))
     assert other.split(" — ")[0] in caption
     # The overlay is that class's layer2 map, as the library computes it for this clip.
     waveform = load_audio(sample.path, predictor.feature_config.sample_rate)

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from audiocnn import attribution
 from audiocnn.precision import bf16_pays_off
 from benchmarks import bench, machine_rate
 
@@ -16,6 +17,10 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
     report = json.loads(capsys.readouterr().out)
 
     inference = report["inference"]
+    explanation = report["explanation"]
+    assert explanation["method"] in attribution.METHODS and explanation["ratio_to_analysis"] > 0
+    for key in ("analyze_ms", "analyze_explained_ms", "faithfulness_ms", "listen_ms"):
+        assert explanation[key]["median"] > 0
     for key in ("predict_5s_ms", "analyze_5s_ms", "occlusion_ms", "timeline_ms"):
         assert inference[key]["median"] > 0
         assert inference[key]["runs"] == report["plan"]["repeats" if "5s" in key else "slow_repeats"]
@@ -53,7 +58,8 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
     text = bench.format_text(report)
     for phrase in ("prediction, 5 s clip", "full analysis", "upload decode", "timeline", "batch CLI", "naive path",
                    "speed-up", "per step: fetch", "peak memory", "target", "inference in", "matmul rate",
-                   "GFLOP/s", "window by window", "old 1 s-hop path", "hold on any CPU"):  # fmt: skip
+                   "GFLOP/s", "window by window", "old 1 s-hop path", "hold on any CPU",
+                   "analysis + explanation"):  # fmt: skip
         assert phrase in text
     report["targets"] = [bench.check(report, "impossible share", ("shares", "forward", "share"), 1e9, "min")]
     assert "MISS  impossible share: " in bench.format_text(report)

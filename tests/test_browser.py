@@ -173,6 +173,53 @@ def test_upload_predict_and_browse_layers(server, browser_page):
     print(f"browser timings: {timings}")
 
 
+PLAY_AND_MEASURE = """async (audio) => {
+    audio.muted = true;  // muted playback needs no user gesture; the element must still really play
+    const within = (promise, ms, what) => Promise.race([promise, new Promise((_, reject) =>
+        setTimeout(() => reject(new Error(what + ' took over ' + ms + ' ms')), ms))]);
+    let error = null;
+    try { await within(audio.play(), 20000, 'play()'); } catch (e) { error = String(e); }
+    await new Promise(resolve => setTimeout(resolve, 1000));
+    const played = audio.currentTime > 0;
+    audio.pause();
+    const data = await within(fetch(audio.currentSrc).then(r => r.arrayBuffer()), 20000, 'fetching the audio');
+    const decoded = await new OfflineAudioContext(1, 1, 22050).decodeAudioData(data);
+    let peak = 0;
+    for (const x of decoded.getChannelData(0)) peak = Math.max(peak, Math.abs(x));
+    return {played, error, peak, seconds: decoded.duration};
+}"""
+
+
+def test_listen_to_what_the_model_heard_and_ignored(server, browser_page):
+    """Both resynthesised parts of the explanation play in the real browser and carry sound."""
+    page = browser_page
+    sample = next(s for s in list_samples() if s.label == "dog")
+    page.goto(server)
+    page.get_by_text("What does the CNN hear?").wait_for()
+    wait_idle(page)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(sample.path))
+    page.get_by_text("Listen to the explanation").wait_for()
+    page.get_by_text("What it ignored").wait_for()
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    players = page.locator("audio")
+    after = page.evaluate(  # the players that follow the "What the model listened to" heading (others come later)
+        "() => { const marker = [...document.querySelectorAll('p')].find(p => p.innerText.startsWith("
+        "'What the model listened to')); return [...document.querySelectorAll('audio')].flatMap((a, i) => "
+        "marker.compareDocumentPosition(a) & Node.DOCUMENT_POSITION_FOLLOWING ? [i] : []); }"
+    )
+    assert len(after) >= 2
+    results = {}
+    for name, index in (("listened", after[0]), ("ignored", after[1])):
+        results[name] = players.nth(index).evaluate(PLAY_AND_MEASURE)
+    for name, result in results.items():
+        assert result["played"], name
+        assert result["peak"] > 1e-3, (name, result)  # not silent
+        assert abs(result["seconds"] - 5.0) < 0.05, (name, result)
+    screenshot(page, "analyze_explanation")
+    print(f"listening in the browser: {results}")
+
+
 def progress_done(page) -> int:
     """Windows done in the scan's progress text (``Scanning the recording: 12 / 150 windows``)."""
     text = page.get_by_text(re.compile(r"Scanning the recording: \d+ / 150 windows")).first.inner_text()

@@ -16,12 +16,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from audiocnn import attribution
 from audiocnn.checkpoint import CheckpointError
-from audiocnn.explain import CAM_LAYERS, DEFAULT_CAM_LAYER
+from audiocnn.explain import CAM_LAYERS
 from audiocnn.inference import Analysis, Predictor
 from audiocnn.representations import Comparison, Survey, compare, survey
 
-from . import components, model_picker, plots, resources, state
+from . import components, explanations, model_picker, plots, resources, state
 from .axes import input_axes
 from .model_cache import model_key
 
@@ -153,7 +154,8 @@ def _explanations(clip: state.Clip, index: int, models: dict[str, Predictor], re
                            format_func=plots.class_label, key="compare_models_class")  # fmt: skip
     method = middle.radio("Method", METHODS, horizontal=True, key="compare_models_method")
     layers = [n for n in CAM_LAYERS if n in results["A"].activations and n in results["B"].activations]
-    layer = DEFAULT_CAM_LAYER if DEFAULT_CAM_LAYER in layers else layers[-1]
+    default = attribution.method(explanations.default_method(layers)[0]).layer
+    layer = default if default in layers else layers[-1]  # the Analyze page's default stage when it is Grad-CAM
     if method == "Grad-CAM":
         layer = right.radio("Layer", layers, index=layers.index(layer), horizontal=True, key="compare_models_layer")
     for column, (name, model) in zip(st.columns(2), models.items()):

@@ -121,8 +121,9 @@ def spectrogram_figure(
     title: str | None = None,
     height: int = 320,
     scale: ValueScale | None = None,
+    cam_title: str = "Grad-CAM<br>(share of peak)",
 ) -> go.Figure:
-    """The log-mel the model sees (dB), optionally with a Grad-CAM map laid over it.
+    """The log-mel the model sees (dB), optionally with an attribution map in [0, 1] laid over it.
 
     Under an overlay the spectrogram turns grey so the attribution colours stay readable.
     """
@@ -135,7 +136,7 @@ def spectrogram_figure(
     if cam is not None:
         fig.add_trace(
             _heatmap(cam, axes, "of peak", colorscale=CAM_SCALE, zmin=0.0, zmax=1.0,
-                     colorbar={"title": "Grad-CAM<br>(share of peak)", "x": 1.12, "len": 0.9})
+                     colorbar={"title": cam_title, "x": 1.12, "len": 0.9})
         )  # fmt: skip
     _map_layout(fig, axes, height, title)
     return fig

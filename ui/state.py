@@ -16,6 +16,7 @@ import hashlib
 import io
 import wave
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -285,6 +286,17 @@ def occlusion(clip: Clip, model: Predictor, index: int, class_index: int) -> Occ
         cached = model.occlusion(analysis(clip, model, index).waveform, class_index)
         _remember(OCCLUSIONS, key, cached, MAX_EXPLANATIONS)
     return cached
+
+
+def cached(store: str, model: Predictor, item_key: Any, limit: int, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per session, model and ``item_key``, in the LRU ``store`` of at most ``limit`` items
+    (keyed by ``model_key`` like everything here, so two models never share a result)."""
+    key = (model_key(model), item_key)
+    value = _recall(store, key)
+    if value is None:
+        value = compute()
+        _remember(store, key, value, limit)
+    return value
 
 
 def latest_analysis(clip: Clip, model: Predictor) -> Analysis | None:
