@@ -23,15 +23,10 @@ from audiocnn.inference import TEST_TIME_VIEWS, Predictor
 from audiocnn.labels import display_name
 
 from .data import Clip, DatasetError, class_names_from_metadata, read_metadata, select_folds
+from .recipe import run_facts
 
 BATCH_SIZE = 32
 """Clips decoded and classified together: bounds memory while keeping the model busy."""
-
-TRAINING_FIELDS = (
-    "epochs", "epochs_trained", "selected_epoch", "seed", "train_folds", "val_folds", "test_folds",
-    "selection", "training_seconds", "code_version", "device", "devices",
-)  # fmt: skip
-"""Checkpoint metadata copied into the metrics so a reader knows what produced the model."""
 
 
 class EvaluationError(RuntimeError):
@@ -93,7 +88,7 @@ def metrics(
         "confusion": confusion.tolist(),
         "class_names": list(class_names),
         "history": list(metadata.get("history") or []),
-        "training": {key: metadata[key] for key in TRAINING_FIELDS if key in metadata},
+        "training": run_facts(metadata),
     }
 
 
