@@ -1,6 +1,6 @@
 """The audiocnn dashboard: ``streamlit run app.py``.
 
-A multipage app: Analyze (landing page), Layers, Compare and Model. The model is loaded
+A multipage app: Analyze (landing page), Layers, Compare, Model and Map. The model is loaded
 once per process (``ui.resources``); the current clip and its analysis live in
 ``st.session_state`` (``ui.state``) so every page talks about the same sound.
 """
@@ -16,6 +16,7 @@ page = st.navigation([
     st.Page("pages/layers.py", title="Layers", icon="🧅"),
     st.Page("pages/compare.py", title="Compare", icon="⚖️"),
     st.Page("pages/model.py", title="Model", icon="🧠"),
+    st.Page("pages/map.py", title="Map", icon="🗺️"),
 ])  # fmt: skip
 page.run()
 components.sidebar_summary()

@@ -6,6 +6,7 @@ import streamlit as st
 from audiocnn.audio import MAX_DURATION_SECONDS, MAX_FILE_BYTES, is_silent
 from audiocnn.explain import CAM_LAYERS, DEFAULT_CAM_LAYER, OCCLUSION_SECONDS
 from ui import components, plots, resources, state
+from ui import robustness as robustness_view
 from ui.axes import cell_milliseconds, input_axes, node_strides
 
 # Microphone rate: st.audio_input's 16 kHz default would cut the band the model hears (up to 11 kHz).
@@ -154,6 +155,7 @@ def _show_why(clip: state.Clip, index: int, result) -> None:
         "means nothing in that layer speaks for the class."
     )
     _show_occlusion(clip, index, class_index)
+    robustness_view.show_panel(clip, model, index, class_index)
 
 
 def _show_occlusion(clip: state.Clip, index: int, class_index: int) -> None:

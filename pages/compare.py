@@ -39,12 +39,10 @@ def _class_samples() -> None:
 
 def _clip_choices() -> dict[str, state.Clip | str]:
     """Session clips first, newest first (uploads, recordings, samples already analysed), then every
-    bundled sample. Uploads and recordings carry a short content id: two files called ``a.wav`` (or
-    two microphone recordings) are different clips and must stay two choices."""
+    bundled sample (``components.clip_choice`` names them)."""
     choices: dict[str, state.Clip | str] = {}
     for clip in reversed(state.clips()):
-        origin = clip.source if clip.source == "sample" else f"{clip.source} · {clip.id[:6]}"
-        choices[f"{components.clip_title(clip)} ({origin})"] = clip
+        choices[components.clip_choice(clip)] = clip
     for sample in resources.samples():
         choices.setdefault(f"📦 {sample.name} · {plots.class_label(sample.label)}", str(sample.path))
     return choices

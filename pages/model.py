@@ -1,12 +1,10 @@
 """Model: architecture, training curves and the held-out evaluation shipped in assets/."""
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
-from audiocnn.labels import MAJOR_CATEGORIES, class_info
 from audiocnn.model import POOLINGS, count_parameters
-from ui import components, plots, resources
+from ui import components, confusions, history, resources
+from ui import robustness as robustness_view
 
 model = resources.predictor()
 metadata = model.checkpoint.metadata
@@ -37,25 +35,16 @@ with st.expander("Every layer: output shape and parameters", expanded=False):
     st.dataframe(table, hide_index=True, width="stretch")
 
 st.markdown("### Training")
-history = metadata.get("history") or []
 facts = {
     "epochs trained": metadata.get("epochs_trained"),
     "selected epoch": metadata.get("selected_epoch"), "train folds": metadata.get("train_folds"),
     "test folds": metadata.get("test_folds"), "device": metadata.get("devices") or metadata.get("device"),
 }  # fmt: skip
 st.caption(" · ".join(f"{key}: {value}" for key, value in facts.items() if value not in (None, "", [])))
-if start := metadata.get("initialised_from"):  # a fine-tuned model: its curves are the fine-tuning's only
-    st.caption(
-        f"Fine-tuned from a model trained {start.get('epochs_trained', '?')} epochs on folds "
-        f"{start.get('train_folds', '?')}; the curves below are the fine-tuning's."
-    )
 if isinstance(metadata.get("recipe"), dict):
     with st.expander("Training recipe"):
         st.json(metadata["recipe"], expanded=False)
-if history:
-    components.chart(plots.training_curves_figure(history))
-else:
-    st.info("This checkpoint carries no training history.")
+history.show(metadata)  # every stage of the model's training, fine-tuning included (issue 16)
 
 def _held_out_evaluation() -> None:
     """The shipped evaluation; without it the page says how to make one (and still ends normally)."""
@@ -74,16 +63,7 @@ def _held_out_evaluation() -> None:
             "`python -m training.evaluate --data-dir <ESC-50 folder> --folds 5 --output assets/metrics.json`."
         )
     _headline(metrics)
-    names = metrics["class_names"]
-    confusion = np.asarray(metrics["confusion"], dtype=np.int64)
-    _confusion_matrix(names, confusion)
-    left, right = st.columns(2, gap="large")
-    with left:
-        st.markdown("**Per-class accuracy**, worst first")
-        per_class = {name: value for name, value in metrics["per_class"].items() if value is not None}
-        components.chart(plots.per_class_figure(per_class))
-    with right:
-        _most_confused(names, confusion)
+    confusions.section(metrics, model)  # matrix, cells you can hear, per-class accuracy, most-confused pairs
 
 
 def _headline(metrics: dict) -> None:
@@ -100,34 +80,5 @@ def _headline(metrics: dict) -> None:
     st.caption(f"Checkpoint evaluated: `{metrics.get('checkpoint', '?')}`; {scoring}, {match}.")
 
 
-def _confusion_matrix(names: list[str], confusion: np.ndarray) -> None:
-    st.markdown("**Confusion matrix** (rows: true class, columns: predicted)")
-    left, right = st.columns([2, 1])
-    category = left.selectbox("Classes", ["All 50 classes", *MAJOR_CATEGORIES], key="confusion_category")
-    normalise = right.toggle("Share of each true class", value=True, key="confusion_normalise")
-    keep = [i for i, name in enumerate(names) if category.startswith("All") or class_info(name).category == category]
-    height = 800 if len(keep) > 10 else 450
-    totals = confusion.sum(axis=1)[keep]  # every clip of the class, also those predicted outside the category
-    subset = confusion[np.ix_(keep, keep)]
-    components.chart(plots.confusion_figure(subset, [names[i] for i in keep], normalise, height, totals))
-
-
-def _most_confused(names: list[str], confusion: np.ndarray) -> None:
-    st.markdown("**Most-confused pairs**")
-    totals = confusion.sum(axis=1)
-    pairs = [
-        {"true": plots.class_label(names[i]), "predicted as": plots.class_label(names[j]),
-         "clips": int(confusion[i, j]), "share of true class": confusion[i, j] / totals[i] if totals[i] else 0.0}
-        for i, j in zip(*np.nonzero(confusion)) if i != j
-    ]  # fmt: skip
-    pairs.sort(key=lambda row: -row["clips"])
-    if pairs:
-        st.dataframe(
-            pd.DataFrame(pairs[:20]), hide_index=True, width="stretch",
-            column_config={"share of true class": st.column_config.NumberColumn(format="percent")},
-        )  # fmt: skip
-    else:
-        st.success("No confusions: every clip was classified correctly.")
-
-
 _held_out_evaluation()
+robustness_view.show_table((resources.metrics() or {}).get("robustness"))

@@ -129,7 +129,7 @@ def test_not_a_checkpoint_at_all(tmp_path, content):
         (lambda p: p.update(class_names=p["class_names"][:-1]), "49 class names for a model with 50 outputs"),
         (lambda p: p["model_config"].update(num_classes=10), "10 outputs"),
         (lambda p: p["model_config"].update(architecture="vit-b16"), "unknown architecture 'vit-b16'"),
-        (lambda p: p["feature_config"].update(version=2), "feature version 2"),
+        (lambda p: p["feature_config"].update(version=99), "feature version 99"),
         (lambda p: p["feature_config"].update(sample_rate=1000), "sample_rate 1000"),
         (lambda p: p["feature_config"].update(window="hamming"), "unsupported feature config keys"),
         (lambda p: p["model_config"].update(widths=[8, 32]), "weights do not match"),

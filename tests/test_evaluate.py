@@ -18,7 +18,7 @@ from audiocnn.inference import TEST_TIME_VIEWS, Predictor
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import AudioCNN
 from training.data import compute_logmels, read_metadata, select_folds
-from training.evaluate import main
+from training.evaluate import CLIPS_KEY, TOP_K, main
 
 TRAINING_METADATA = {
     "history": [{"epoch": 1, "train_loss": 3.9, "train_accuracy": 0.02, "lr": 1e-3, "samples_per_second": 50.0}],
@@ -45,7 +45,7 @@ def test_json_schema_and_counts(capsys, tiny_checkpoint, tiny_esc50, tmp_path):
     result = run_json(capsys, "--checkpoint", str(tiny_checkpoint), "--data-dir", str(tiny_esc50),
                       "--folds", "5", "--output", str(output))  # fmt: skip
     assert set(result) == {"checkpoint", "folds", "views", "num_clips", "accuracy", "per_class", "confusion",
-                           "class_names", "history", "training"}  # fmt: skip
+                           "class_names", "history", "training", "held_out_clips"}  # fmt: skip
     assert result["views"] == TEST_TIME_VIEWS
     assert result["checkpoint"] == str(tiny_checkpoint)
     assert result["folds"] == [5]
@@ -142,3 +142,39 @@ def test_default_is_the_shipped_checkpoint(capsys, shipped_checkpoint, tiny_esc5
     assert shipped_checkpoint == ROOT / result["checkpoint"]
     assert result["num_clips"] == 50 and result["history"]  # the shipped model carries its training curves
     assert result["training"]["test_folds"] == [5]
+
+
+def test_per_clip_records_agree_with_the_model_and_the_matrix(capsys, tiny_checkpoint, tiny_esc50):
+    result = run_json(capsys, "--checkpoint", str(tiny_checkpoint), "--data-dir", str(tiny_esc50), "--folds", "5",
+                      "--batch-size", "7")  # fmt: skip
+    document = result[CLIPS_KEY]
+    assert document["folds"] == [5] and document["top_k"] == TOP_K and document["views"] == TEST_TIME_VIEWS
+    records = document["clips"]
+    clips = select_folds(read_metadata(tiny_esc50), [5])
+    assert [r["clip"] for r in records] == [c.path.stem for c in clips]  # file names, without the extension
+    assert [r["target"] for r in records] == [c.target for c in clips]
+    predictor = Predictor.from_checkpoint(tiny_checkpoint)
+    expected = predictor.predict_batch([predictor.load(c.path) for c in clips])
+    for record, prediction in zip(records, expected):
+        assert [i for i, _ in record["top"]] == [int(i) for i in prediction.order[:TOP_K]]  # most likely first
+        assert [p for _, p in record["top"]] == pytest.approx(prediction.probabilities[prediction.order[:TOP_K]],
+                                                              abs=1e-4)  # fmt: skip
+    confusion = np.zeros((50, 50), dtype=int)
+    for record in records:
+        confusion[record["target"], record["top"][0][0]] += 1
+    assert result["confusion"] == confusion.tolist()
+
+
+def test_update_clips_sets_only_its_key(capsys, tiny_checkpoint, tiny_esc50, tmp_path):
+    metrics = tmp_path / "metrics.json"
+    others = {"accuracy": 0.855, "cv": {"mean": 0.9}, "confusion": [[1]]}
+    metrics.write_text(json.dumps(others))
+    args = ["--checkpoint", str(tiny_checkpoint), "--data-dir", str(tiny_esc50), "--folds", "5"]
+    assert main([*args, "--update-clips", str(metrics)]) == 0
+    updated = json.loads(metrics.read_text())
+    assert {k: v for k, v in updated.items() if k != CLIPS_KEY} == others  # every other key as it was
+    assert len(updated[CLIPS_KEY]["clips"]) == 50
+    capsys.readouterr()
+    metrics.write_text("[1, 2]")
+    assert main([*args, "--update-clips", str(metrics)]) == 2
+    assert "does not hold a JSON object" in capsys.readouterr().err

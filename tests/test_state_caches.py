@@ -48,11 +48,13 @@ def test_clips_are_bounded_by_count_and_by_bytes(session) -> None:
     assert set(session[state.WINDOWS]) == {"long6", "long7"}  # a forgotten clip's chosen window goes with it
 
 
-def test_the_newest_clip_stays_whatever_its_size(session, monkeypatch) -> None:
+def test_the_clip_on_screen_and_the_newest_stay_whatever_their_size(session, monkeypatch) -> None:
     monkeypatch.setattr(state, "MAX_CLIP_BYTES", 1000)
-    state.add_clip(clip("a", 1.0))
-    state.add_clip(clip("b", 1.0))
-    assert [c.id for c in state.clips()] == ["b"] and state.current_clip().id == "b"
+    for name in ("a", "b", "c"):
+        state.add_clip(clip(name, 1.0))
+    assert [c.id for c in state.clips()] == ["b", "c"] and state.current_clip().id == "c"
+    state.remember_clip(clip("d", 1.0))  # Compare's second clip, not shown
+    assert [c.id for c in state.clips()] == ["c", "d"] and state.current_clip().id == "c"
 
 
 def test_seen_inputs_are_bounded(session) -> None:

@@ -7,12 +7,13 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_MODEL
 
 from audiocnn.checkpoint import CheckpointError, load_checkpoint
-from audiocnn.features import FeatureConfig
+from audiocnn.features import LEVEL_INVARIANT_VERSION, FeatureConfig
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import ModelConfig
 from training.augment import AugmentConfig
@@ -327,8 +328,9 @@ def test_fine_tuning_starts_from_a_checkpoint_and_records_it(finished_run, tmp_p
     [
         ({"train_folds": (1, 2, 4), "val_folds": (), "test_folds": (3,)}, r"trained on fold\(s\) \[3\]"),
         ({"val_folds": (), "model": replace(TINY_MODEL, pooling="time-max")}, "another architecture"),
+        ({"val_folds": (), "features": replace(FEATURES, n_mels=64)}, "other features"),
     ],
-    ids=["leak", "architecture"],
+    ids=["leak", "architecture", "spectrogram"],
 )
 def test_fine_tuning_refuses_a_start_that_leaks_or_does_not_fit(
     finished_run, tmp_path, tiny_esc50, cache, changes, message
@@ -337,3 +339,18 @@ def test_fine_tuning_refuses_a_start_that_leaks_or_does_not_fit(
     with pytest.raises(CheckpointError, match=message):
         train(config)
     assert not (tmp_path / "tuned" / "last.pt").exists()
+
+
+def test_fine_tuning_may_move_to_the_level_invariant_front_end_with_recording_damage(
+    finished_run, tmp_path, tiny_esc50, cache
+):
+    """The migration path of a version-1 model: same spectrogram, peak-referenced dB, noise/band/room on."""
+    augment = AugmentConfig(noise_prob=1.0, band_prob=0.5, reverb_prob=0.5)
+    features = replace(FEATURES, version=LEVEL_INVARIANT_VERSION)
+    config = tiny_config(tiny_esc50, tmp_path / "v2", cache, epochs=1, val_folds=(), augment=augment,
+                         init_from=str(finished_run / "best.pt"), features=features)  # fmt: skip
+    tuned = load_checkpoint(train(config))
+    assert tuned.feature_config.version == LEVEL_INVARIANT_VERSION
+    assert tuned.metadata["initialised_from"]["feature_version"] == 1
+    assert tuned.metadata["recipe"]["augment"]["noise_prob"] == 1.0
+    assert np.isfinite(tuned.metadata["history"][-1]["train_loss"])

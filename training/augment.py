@@ -1,4 +1,5 @@
-"""Batch augmentation on cached log-mel tensors: time and frequency shift, gain, SpecAugment, mixup.
+"""Batch augmentation on cached log-mel tensors: time and frequency shift, gain, real-recording damage
+(``training.recording_augment``: noise, microphones, rooms; off by default), SpecAugment, mixup.
 
 Working on tensors (not waveforms) keeps epochs free of decoding and STFTs, which is
 what makes CPU training practical. Random draws come from a CPU generator, so every
@@ -12,6 +13,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from audiocnn.features import FeatureConfig
+
+from .recording_augment import REVERB_RT60_MIN, augment_recordings
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -24,10 +29,28 @@ class AugmentConfig:
     mixup_alpha: float = 0.4
     mixup_prob: float = 0.8
     max_freq_shift: int = 0  # mel bands up or down; 0 = off
+    noise_prob: float = 0.0  # share of clips given background noise; 0 = off
+    noise_snr_min_db: float = 5.0  # its signal-to-noise ratio is drawn uniformly in [min, max]
+    noise_snr_max_db: float = 30.0
+    band_prob: float = 0.0  # share of clips heard through a small microphone's band; 0 = off
+    reverb_prob: float = 0.0  # share of clips put in a synthetic room; 0 = off
+    reverb_rt60_max: float = 1.0  # its RT60 is drawn uniformly from 0.15 s up to this
 
     def __post_init__(self) -> None:
         if self.max_freq_shift < 0:
             raise ValueError(f"max_freq_shift counts mel bands and cannot be negative, not {self.max_freq_shift}")
+        for name in ("noise_prob", "band_prob", "reverb_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability (0 to 1), not {getattr(self, name)}")
+        if self.noise_snr_min_db > self.noise_snr_max_db:
+            raise ValueError(f"noise SNR range {self.noise_snr_min_db}..{self.noise_snr_max_db} dB is reversed")
+        if self.reverb_rt60_max <= REVERB_RT60_MIN:
+            raise ValueError(f"reverb_rt60_max must exceed {REVERB_RT60_MIN} s, not {self.reverb_rt60_max}")
+
+    @property
+    def damages_recordings(self) -> bool:
+        """Whether any real-recording augmentation is on (they need the front end's settings)."""
+        return max(self.noise_prob, self.band_prob, self.reverb_prob) > 0
 
 
 def scaled_to_hop(config: AugmentConfig, hop_length: int, reference_hop: int) -> AugmentConfig:
@@ -106,11 +129,26 @@ def mixup(
 
 
 def augment_batch(
-    x: torch.Tensor, y: torch.Tensor, num_classes: int, config: AugmentConfig, generator: torch.Generator
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    config: AugmentConfig,
+    generator: torch.Generator,
+    features: FeatureConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The whole training-time pipeline: shifts, gain, SpecAugment, then mixup."""
+    """The whole training-time pipeline: shifts, gain, real-recording damage, SpecAugment, then mixup.
+
+    ``features`` (the front end the log-mels came from) is needed only when a real-recording
+    augmentation is on; with them off, nothing is drawn for them, so old recipes keep their streams.
+    """
     x = time_shift(x, config.max_shift_fraction, generator)
     x = frequency_shift(x, config.max_freq_shift, generator)
     x = random_gain(x, config.gain_db, generator)
+    if config.damages_recordings:
+        if features is None:
+            raise ValueError("noise, microphone and room augmentations need the log-mels' FeatureConfig")
+        snr_range = (config.noise_snr_min_db, config.noise_snr_max_db)
+        x = augment_recordings(x, config.noise_prob, snr_range, config.band_prob, config.reverb_prob,
+                               config.reverb_rt60_max, features, generator)  # fmt: skip
     x = spec_augment(x, config, generator)
     return mixup(x, y, num_classes, config, generator)

@@ -3,7 +3,9 @@
 Clips go through the serving path itself (``Predictor.load`` + ``Predictor.predict_batch``:
 the same decoding, centre window and log-mel as the app and the CLI), so the reported
 accuracy is the accuracy users get, not that of a parallel evaluation pipeline.
-``--json``/``--output`` produce the metrics file the dashboard reads (``assets/metrics.json``).
+``--json``/``--output`` produce the metrics file the dashboard reads (``assets/metrics.json``);
+``--update-clips assets/metrics.json`` sets only its per-clip records (``held_out_clips``: each
+clip's true class and top classes), the Model page's confusions you can hear.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ from .recipe import run_facts
 BATCH_SIZE = 32
 """Clips decoded and classified together: bounds memory while keeping the model busy."""
 
+TOP_K = 5
+"""Classes (with their probabilities) recorded per clip: enough to say what a wrong clip was taken for."""
+CLIPS_KEY = "held_out_clips"
+"""The metrics key of the per-clip records (the Model page's confusions you can hear)."""
+
 
 class EvaluationError(RuntimeError):
     """The checkpoint and the dataset cannot be evaluated together."""
@@ -35,8 +42,16 @@ class EvaluationError(RuntimeError):
 
 def evaluate(predictor: Predictor, clips: list[Clip], batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Confusion matrix ``(classes, classes)``: rows are true classes, columns predicted ones."""
-    size = len(predictor.class_names)
-    confusion = np.zeros((size, size), dtype=np.int64)
+    return confusion_from_records(score_clips(predictor, clips, batch_size), len(predictor.class_names))
+
+
+def score_clips(
+    predictor: Predictor, clips: list[Clip], batch_size: int = BATCH_SIZE, top_k: int = TOP_K
+) -> list[dict[str, Any]]:
+    """One record per clip, in the clips' order: ``{"clip": file name without extension, "target":
+    true class index, "top": [[class index, probability], ...]}`` for its ``top_k`` classes, most
+    likely first. The confusion matrix is derived from these, so the two can never disagree."""
+    records = []
     batches = range(0, len(clips), batch_size)
     for start in tqdm(batches, desc="evaluating", unit="batch", leave=False, disable=None):
         batch = clips[start : start + batch_size]
@@ -47,7 +62,16 @@ def evaluate(predictor: Predictor, clips: list[Clip], batch_size: int = BATCH_SI
             except AudioError as error:
                 raise EvaluationError(f"cannot decode {clip.path}: {error}") from error
         for clip, prediction in zip(batch, predictor.predict_batch(waveforms)):
-            confusion[clip.target, prediction.top_index] += 1
+            top = [[int(i), round(float(prediction.probabilities[i]), 4)] for i in prediction.order[:top_k]]
+            records.append({"clip": clip.path.stem, "target": clip.target, "top": top})
+    return records
+
+
+def confusion_from_records(records: list[dict[str, Any]], num_classes: int) -> np.ndarray:
+    """Rows true class, columns the top class of each record."""
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for record in records:
+        confusion[record["target"], record["top"][0][0]] += 1
     return confusion
 
 
@@ -71,14 +95,16 @@ def metrics(
     folds: list[int],
     metadata: dict[str, Any],
     views: int = TEST_TIME_VIEWS,
+    records: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The metrics document (schema shared with the dashboard's model page)."""
+    """The metrics document (schema shared with the dashboard's model page); ``records`` (from
+    ``score_clips``) add the per-clip key."""
     totals = confusion.sum(axis=1)
     per_class = {
         name: (float(confusion[i, i] / totals[i]) if totals[i] else None) for i, name in enumerate(class_names)
     }
     total = int(confusion.sum())
-    return {
+    document = {
         "checkpoint": checkpoint,
         "folds": list(folds),
         "views": views,
@@ -90,6 +116,26 @@ def metrics(
         "history": list(metadata.get("history") or []),
         "training": run_facts(metadata),
     }
+    if records is not None:
+        document[CLIPS_KEY] = clips_document(records, checkpoint, folds, views)
+    return document
+
+
+def clips_document(records: list[dict[str, Any]], checkpoint: str, folds: list[int], views: int) -> dict[str, Any]:
+    """The per-clip key: the records and what they were scored with."""
+    return {"checkpoint": checkpoint, "folds": list(folds), "views": views, "top_k": TOP_K, "clips": records}
+
+
+def update_key(path: Path, key: str, value: Any) -> None:
+    """Set one top-level key of a metrics file in place: every other key stays as it was."""
+    document = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not isinstance(document, dict):
+        raise EvaluationError(f"{path} does not hold a JSON object")
+    document[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(document, ensure_ascii=False) + "\n", encoding="utf-8")
+    temporary.replace(path)
 
 
 def format_text(result: dict[str, Any]) -> str:
@@ -128,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--folds", type=int, nargs="+", default=[5], help="folds to evaluate on (default: 5)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON metrics to this file")
+    parser.add_argument("--update-clips", type=Path, default=None, metavar="METRICS",
+                        help=f"set only the per-clip key ({CLIPS_KEY!r}) of this metrics file, in place")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="clips per forward pass")
     parser.add_argument("--views", type=int, default=TEST_TIME_VIEWS,
                         help=f"time-rolled views averaged per clip (default: {TEST_TIME_VIEWS}, as the app and CLI)")
@@ -153,9 +201,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if trained_on:
         print(f"warning: the checkpoint was trained on fold(s) {sorted(trained_on)}; this accuracy is not a "
               "held-out score", file=sys.stderr)  # fmt: skip
-    confusion = evaluate(predictor, clips, max(1, args.batch_size))
+    records = score_clips(predictor, clips, max(1, args.batch_size))
+    confusion = confusion_from_records(records, len(predictor.class_names))
     label = _checkpoint_label(args.checkpoint)
-    return metrics(confusion, predictor.class_names, label, args.folds, metadata, args.views)
+    return metrics(confusion, predictor.class_names, label, args.folds, metadata, args.views, records)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(document + "\n")
+    if args.update_clips:
+        try:
+            update_key(args.update_clips, CLIPS_KEY, result[CLIPS_KEY])
+        except (OSError, ValueError, EvaluationError) as error:  # json.JSONDecodeError is a ValueError
+            print(f"error: cannot update {args.update_clips}: {error}", file=sys.stderr)
+            return 2
     print(document if args.json else format_text(result))
     return 0
 

@@ -18,7 +18,7 @@ import random
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from audiocnn.checkpoint import (
     save_atomically,
     save_checkpoint,
 )
+from audiocnn.features import FeatureConfig
 from audiocnn.model import AudioCNN
 from audiocnn.precision import bf16_pays_off
 
@@ -146,7 +147,10 @@ def _start_from(model: AudioCNN, config: TrainConfig) -> dict[str, Any]:
     """
     path = str(config.init_from)
     start = load_checkpoint(path)
-    if start.model_config != config.model or start.feature_config != config.features:
+    # A start may move to another feature version (the same spectrogram, another dB reference): the
+    # fine-tuning is what teaches it the new one. Any other setting would change what each weight sees.
+    same_spectrogram = replace(start.feature_config, version=config.features.version) == config.features
+    if start.model_config != config.model or not same_spectrogram:
         raise CheckpointError(f"{path} has another architecture or other features than this run; cannot start from it")
     trained_on = start.metadata.get("train_folds")
     if not trained_on:
@@ -156,7 +160,8 @@ def _start_from(model: AudioCNN, config: TrainConfig) -> dict[str, Any]:
         raise CheckpointError(f"{path} was trained on fold(s) {sorted(seen)}, which this run holds out")
     model.load_state_dict(start.model.state_dict())
     origin = {"path": path, "train_folds": list(trained_on), "recipe": start.metadata.get("recipe"),
-              "epochs_trained": start.metadata.get("epochs_trained")}  # fmt: skip
+              "epochs_trained": start.metadata.get("epochs_trained"),
+              "feature_version": start.feature_config.version}  # fmt: skip
     return {"initialised_from": origin, "lineage": lineage_of(path, start.metadata)}
 
 
@@ -221,16 +226,18 @@ def train_step(
     generator: torch.Generator,
     autocast: bool,
     channels_last: bool = True,
+    features: FeatureConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on a batch of log-mels ``x`` with class indices ``y``: augment, forward (bf16 under
     ``autocast``), label-smoothed cross-entropy on the mixed targets, backward, update.
 
     The training loop and ``benchmarks/training_speed.py`` both run this, so the benchmark measures the code
     that trains. Returns ``(loss, correct)`` as device tensors (reading them would stall a GPU every step);
-    the learning-rate schedule and weight averaging are the caller's.
+    the learning-rate schedule and weight averaging are the caller's. ``features``, the front end the
+    log-mels came from, is needed only by the real-recording augmentations.
     """
     device = next(model.parameters()).device
-    xb, targets = augment_batch(x, y, model.config.num_classes, augment, generator)
+    xb, targets = augment_batch(x, y, model.config.num_classes, augment, generator, features)
     xb = xb.to(device)
     if channels_last:
         xb = xb.contiguous(memory_format=torch.channels_last)
@@ -260,7 +267,8 @@ def run_epoch(model: AudioCNN, optimisation: Optimisation, data: Data, config: T
     for step in tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False):
         index = order[step * config.batch_size : (step + 1) * config.batch_size].to(data.x_train.device)
         loss, correct = train_step(model, optimisation.optimizer, data.x_train[index], data.y_train[index],
-                                   config.augment, config.label_smoothing, generator, autocast)  # fmt: skip
+                                   config.augment, config.label_smoothing, generator, autocast,
+                                   features=config.features)  # fmt: skip
         optimisation.scheduler.step()
         if optimisation.averaged is not None:
             optimisation.averaged.update_parameters(model)

@@ -18,10 +18,18 @@ from .plots import class_label
 
 SOURCE_ICONS = {"sample": "📦", "upload": "📄", "recording": "🎙️"}
 ANALYZE_PAGE = "pages/analyze.py"
+COMPARE_PAGE = "pages/compare.py"
 
 
 def clip_title(clip: state.Clip) -> str:
     return f"{SOURCE_ICONS.get(clip.source, '🔊')} {clip.name}"
+
+
+def clip_choice(clip: state.Clip) -> str:
+    """A session clip as Compare lists it. Uploads and recordings carry a short content id: two files
+    called ``a.wav`` (or two microphone recordings) are different clips and must stay two choices."""
+    origin = clip.source if clip.source == "sample" else f"{clip.source} · {clip.id[:6]}"
+    return f"{clip_title(clip)} ({origin})"
 
 
 def clip_caption(clip: state.Clip) -> str:

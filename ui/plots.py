@@ -46,6 +46,9 @@ CAM_SCALE = [
     [1.0, "rgba(255, 235, 0, 0.9)"],
 ]
 CATEGORY_COLOURS = dict(zip(MAJOR_CATEGORIES, ("#4C78A8", "#54A24B", "#E45756", "#B279A2", "#F58518")))
+SERIES_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9")
+SERIES_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star")
+"""Lines drawn together (the timeline's classes): Okabe-Ito colours, told apart also by marker shape."""
 ENVELOPE_BUCKETS = 2000
 """Columns of a waveform envelope: enough for any screen, independent of the clip's length."""
 
@@ -189,10 +192,12 @@ def timeline_figure(
     """Probability of a few classes over sliding windows (x = window centre); the selected window is shaded."""
     centres = starts + window_seconds / 2
     fig = go.Figure()
-    for index in classes:
+    for rank, index in enumerate(classes):
+        colour, symbol = SERIES_COLOURS[rank % len(SERIES_COLOURS)], SERIES_SYMBOLS[rank % len(SERIES_SYMBOLS)]
         fig.add_trace(
             go.Scatter(
                 x=centres, y=probabilities[:, index], mode="lines+markers", name=class_label(class_names[index]),
+                line={"color": colour}, marker={"symbol": symbol, "size": 7, "color": colour},
                 hovertemplate="window at %{x:.1f} s: %{y:.1%}<extra>%{fullData.name}</extra>",
             )
         )  # fmt: skip
@@ -298,14 +303,16 @@ def confusion_figure(
     fig = go.Figure(
         go.Heatmap(
             z=shares if normalise else counts, x=labels, y=labels, customdata=np.dstack([counts, shares]),
-            colorscale="Blues", colorbar={"title": "share of row" if normalise else "clips"},
+            colorscale="Blues",
+            colorbar={"title": {"text": "share of row" if normalise else "clips", "side": "right"}, "len": 0.95,
+                      "y": 0.0, "yanchor": "bottom"},
             hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata[0]:.0f} clips (%{customdata[1]:.0%})"
             "<extra></extra>",
         )
     )  # fmt: skip
-    fig.update_layout(
-        height=height, margin={"l": 60, "r": 10, "t": 10, "b": 45},
-        xaxis={"title": "Predicted", "tickangle": -60, "tickfont": {"size": 9}},
+    fig.update_layout(  # the top margin keeps Plotly's toolbar off the colour bar
+        height=height, margin={"l": 60, "r": 10, "t": 40, "b": 45},
+        xaxis={"title": {"text": "Predicted", "standoff": 14}, "tickangle": -60, "tickfont": {"size": 9}},
         yaxis={"title": "True", "autorange": "reversed", "tickfont": {"size": 9}},
     )  # fmt: skip
     fig.update_xaxes(automargin=True)
@@ -329,32 +336,8 @@ def per_class_figure(per_class: dict[str, float], height: int = 900) -> go.Figur
     fig.update_layout(
         height=height, margin={"l": 60, "r": 10, "t": 70, "b": 45},
         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom"},
-        xaxis={"title": "Accuracy", "tickformat": ".0%", "range": [0, 1]},
+        xaxis={"title": "Accuracy", "tickformat": ".0%", "range": [0, 1.04], "tickvals": [0, 0.2, 0.4, 0.6, 0.8, 1.0]},
         yaxis={"tickfont": {"size": 10}, "categoryorder": "array", "categoryarray": labels[::-1]},
     )  # fmt: skip
     fig.update_yaxes(automargin=True)
-    return fig
-
-
-def training_curves_figure(history: Sequence[dict], height: int = 320) -> go.Figure:
-    """Loss, accuracy and learning rate per epoch (validation series when the run had one)."""
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("Loss", "Accuracy", "Learning rate"))
-    epochs = [row["epoch"] for row in history]
-    panels = ((1, ("train_loss", "val_loss")), (2, ("train_accuracy", "val_accuracy")), (3, ("lr",)))
-    colours = {"train": "#4C78A8", "val": "#F58518", "lr": "#54A24B"}
-    for col, keys in panels:
-        for key in keys:
-            points = [(e, row[key]) for e, row in zip(epochs, history) if row.get(key) is not None]
-            if not points:
-                continue
-            x, y = zip(*points)
-            colour = colours[key.split("_")[0]]
-            fig.add_trace(
-                go.Scatter(x=x, y=y, mode="lines", name=key, line={"color": colour}, legendgroup=key), row=1, col=col
-            )
-    fig.update_xaxes(title_text="Epoch")
-    fig.update_yaxes(tickformat=".0%", row=1, col=2)
-    fig.update_layout(
-        height=height, margin={"l": 60, "r": 10, "t": 70, "b": 45}, legend={"orientation": "h", "y": 1.25}
-    )
     return fig

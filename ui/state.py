@@ -96,17 +96,29 @@ def clips() -> list[Clip]:
     return list(_store(CLIPS).values())
 
 
-def add_clip(clip: Clip) -> Clip:
-    """Remember a clip and make it the one on screen. The oldest clips are forgotten beyond ``MAX_CLIPS``
-    or ``MAX_CLIP_BYTES`` of samples, and with them their chosen windows and timelines."""
-    _remember(CLIPS, clip.id, clip, MAX_CLIPS)
+def remember_clip(clip: Clip) -> Clip:
+    """Keep a clip among the session's without showing it: Compare offers it next to the current clip.
+
+    The oldest clips are forgotten beyond ``MAX_CLIPS`` or ``MAX_CLIP_BYTES`` of samples, never the clip
+    on screen or this one, and with them go their chosen windows and timelines."""
     store = _store(CLIPS)
-    while len(store) > 1 and sum(kept.waveform.nbytes for kept in store.values()) > MAX_CLIP_BYTES:
-        store.popitem(last=False)
+    current = st.session_state.get(CURRENT)
+    if current in store:  # the clip on screen is never the one forgotten
+        store.move_to_end(current)
+    _remember(CLIPS, clip.id, clip, MAX_CLIPS)
+    kept = {clip.id, current}
+    while sum(c.waveform.nbytes for c in store.values()) > MAX_CLIP_BYTES and len(store) > len(kept & set(store)):
+        del store[next(clip_id for clip_id in store if clip_id not in kept)]
     for key in (WINDOWS, TIMELINES):
         per_clip = _store(key)
         for clip_id in [clip_id for clip_id in per_clip if clip_id not in store]:
             del per_clip[clip_id]
+    return clip
+
+
+def add_clip(clip: Clip) -> Clip:
+    """Remember a clip (``remember_clip``) and make it the one on screen."""
+    remember_clip(clip)
     st.session_state[CURRENT] = clip.id
     return clip
 
