@@ -8,7 +8,6 @@ Everything that can go wrong raises ``AudioError`` with a message meant for a pe
 from __future__ import annotations
 
 import io
-import math
 import os
 import re
 from pathlib import Path
@@ -205,9 +204,21 @@ def fit_to_length(signal: np.ndarray, length: int) -> np.ndarray:
 
 
 def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
-    """Start offsets of overlapping windows covering the whole signal (last one flush)."""
-    if num_samples <= window:
+    """Start offsets of overlapping windows over a signal: evenly spread, at most ``hop`` apart.
+
+    The first window starts at 0 and the last ends flush with the signal, so every sample is in
+    a window; spreading them evenly (rather than on a ``hop`` grid with the last one pulled back)
+    keeps any two at least half a hop apart, where a grid can leave the last two a few samples
+    apart. A signal less than half a hop longer than the window gets one centred window (the crop
+    ``fit_to_length`` takes): a second one would nearly repeat it, and at most a quarter of a hop is
+    left out at each end.
+    """
+    if hop < 1:
+        raise ValueError(f"hop must be at least one sample, not {hop}")
+    span = num_samples - window
+    if span <= 0:
         return [0]
-    count = math.ceil((num_samples - window) / hop) + 1
-    starts = [min(i * hop, num_samples - window) for i in range(count)]
-    return sorted(set(starts))
+    if 2 * span < hop:
+        return [span // 2]
+    gaps = -(-span // hop)  # ceil: no two neighbours more than a hop apart
+    return [(i * span) // gaps for i in range(gaps + 1)]

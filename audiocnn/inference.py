@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import check_not_silent, fit_to_length, load_audio, sanitize, window_starts
+from .audio import check_not_silent, fit_to_length, load_audio, sanitize
 from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .explain import OCCLUSION_SECONDS, cams_from_forward, check_class_index, grad_cam, occluded_copies
 from .features import FeatureConfig, LogMel
 from .model import ModelConfig
 from .precision import bf16_pays_off
+from .timeline import MAX_WINDOWS, Timeline, TimelineScan
 
 WINDOW_BATCH = 16
 """Windows per forward pass in timeline inference: bounds memory for long recordings."""
@@ -85,20 +86,6 @@ class Occlusion:
     def drops(self) -> np.ndarray:
         """What the class loses without each stretch (negative: the stretch spoke against it)."""
         return self.base - self.probabilities
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """Class probabilities of overlapping windows across a long recording."""
-
-    starts: np.ndarray  # window start times in seconds
-    window_seconds: float
-    probabilities: np.ndarray  # (windows, classes)
-    class_names: tuple[str, ...]
-
-    @property
-    def mean(self) -> Prediction:
-        return Prediction(self.probabilities.mean(axis=0), self.class_names)
 
 
 class Predictor:
@@ -200,30 +187,35 @@ class Predictor:
     def predict_file(self, source: bytes | str | os.PathLike) -> Prediction:
         """Decode and classify; recordings longer than one window get the mean over the timeline.
 
-        Digital silence is refused (``AudioError``) as it is in the app.
+        The timeline is the app's (a 1 s hop, at most ``MAX_WINDOWS`` windows), so the CLI and the
+        app give a recording the same overall answer. Digital silence is refused (``AudioError``)
+        as it is in the app.
         """
         waveform = self.load(source)
         check_not_silent(waveform)
+        return self.predict_recording(waveform)
+
+    def predict_recording(self, waveform: np.ndarray) -> Prediction:
+        """A whole recording's answer: ``predict`` up to one window, the capped timeline's mean beyond."""
         if waveform.shape[0] <= self.feature_config.clip_samples:
             return self.predict(waveform)
-        return self.timeline(waveform).mean
+        return self.timeline_scan(waveform, max_windows=MAX_WINDOWS).run().mean
 
-    def timeline(self, waveform: np.ndarray, hop_seconds: float = 1.0) -> Timeline:
-        """Probabilities of overlapping model windows (hop ``hop_seconds``) over a recording.
+    def timeline(self, waveform: np.ndarray, hop_seconds: float = 1.0, exact: bool = False) -> Timeline:
+        """Probabilities of overlapping model windows (hop at most ``hop_seconds``) over a recording.
 
-        Each batch cuts its ``WINDOW_BATCH`` windows from the recording as it goes, so memory is that of one
-        batch however long the file (all windows of 10 minutes at a 1 s hop at once would be 263 MB).
+        ``exact``: every window scored on its own; by default closely overlapping windows share one
+        pass of the network and only the windows that pass cannot decide are scored on their own
+        (``TimelineScan``, ``shared_windows``).
         """
-        if not hop_seconds > 0:
-            raise ValueError(f"hop_seconds must be positive, not {hop_seconds}")
-        config = self.feature_config
-        length = config.clip_samples
-        starts = window_starts(waveform.shape[0], length, max(1, round(hop_seconds * config.sample_rate)))
-        probabilities = np.concatenate([
-            self._probabilities(self.logmel([waveform[s : s + length] for s in starts[i : i + WINDOW_BATCH]]))
-            for i in range(0, len(starts), WINDOW_BATCH)
-        ])  # fmt: skip
-        return Timeline(np.asarray(starts) / config.sample_rate, config.clip_seconds, probabilities, self.class_names)
+        return self.timeline_scan(waveform, hop_seconds, exact=exact).run()
+
+    def timeline_scan(
+        self, waveform: np.ndarray, hop_seconds: float = 1.0, max_windows: int | None = None, exact: bool = False
+    ) -> TimelineScan:
+        """The timeline as a scan computed a batch at a time (progress, stop and resume: ``TimelineScan``)."""
+        # Two forward batches per step: a shared pass over 32 windows costs less per window than over 16.
+        return TimelineScan(self, waveform, hop_seconds, max_windows, 2 * WINDOW_BATCH, exact)
 
     def analyze(
         self,

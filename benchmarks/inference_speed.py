@@ -1,9 +1,11 @@
-"""Inference timings on the bundled samples: prediction, full analysis, timeline, batch CLI.
+"""Inference timings on the bundled samples: prediction, full analysis, timelines, batch CLI.
 
 Inputs are made the way users supply them: 44.1 kHz 16-bit WAV bytes, so every timing
 includes decoding and resampling to the model rate, not only the network. The app decodes
 an upload once, in an isolated worker process (``audiocnn.untrusted``); that one-off cost
 is reported on its own, since every later analysis of the clip reuses the waveform.
+Every network figure also comes with the FLOPs it needed (``machine_rate.counted_flops``),
+so that ``bench`` can state it as a share of the machine's own matmul rate.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import torch
 from audiocnn.cli import predict_files
 from audiocnn.inference import Predictor
 from audiocnn.samples import SampleClip
+from audiocnn.timeline import MAX_WINDOWS
 from audiocnn.untrusted import load_untrusted
 
+from .machine_rate import counted_flops
 from .plan import Plan
 from .timing import median_ms
 
@@ -46,10 +50,11 @@ def recording(predictor: Predictor, clips: list[SampleClip], seconds: float) -> 
 
 
 def measure(predictor: Predictor, clips: list[SampleClip], plan: Plan) -> dict[str, Any]:
-    """Every inference figure, as medians over ``plan``'s repeated runs."""
+    """Every inference figure, as medians over ``plan``'s repeated runs, with the FLOPs behind them."""
     rate = predictor.feature_config.sample_rate
     clip = wav_bytes(recording(predictor, clips, predictor.feature_config.clip_seconds), rate)
     long = wav_bytes(recording(predictor, clips, plan.timeline_seconds), rate)
+    very_long = recording(predictor, clips, plan.long_seconds)
     waveform = predictor.load(clip)
     features = predictor.logmel(waveform)
     paths = [c.path for c in clips[: plan.batch_clips]]
@@ -64,6 +69,12 @@ def measure(predictor: Predictor, clips: list[SampleClip], plan: Plan) -> dict[s
         with torch.inference_mode():
             predictor.forward(features)
 
+    top = predictor.predict(waveform).top_index
+    long_waveform = predictor.load(long)
+    fast = predictor.timeline_scan(long_waveform)
+    fast.run()
+    capped = predictor.timeline_scan(very_long, max_windows=MAX_WINDOWS)
+    forward_flops = counted_flops(forward)
     batch = slow(lambda: predict_files(predictor, paths, top_k=5))
     return {
         "predict_5s_ms": per_clip(lambda: predictor.predict(predictor.load(clip))),
@@ -73,12 +84,29 @@ def measure(predictor: Predictor, clips: list[SampleClip], plan: Plan) -> dict[s
             "logmel": per_clip(lambda: predictor.logmel(waveform))["median"],
             "forward": per_clip(forward)["median"],
         },
-        "occlusion_ms": slow(lambda: predictor.occlusion(waveform, predictor.predict(waveform).top_index)),
+        "occlusion_ms": slow(lambda: predictor.occlusion(waveform, top)),
         "upload_decode_worker_ms": slow(lambda: load_untrusted(clip, rate)),
         "timeline_ms": slow(lambda: predictor.timeline(predictor.load(long))),
+        "timeline_exact_ms": slow(lambda: predictor.timeline(predictor.load(long), exact=True)),
         "timeline_seconds": plan.timeline_seconds,
-        "timeline_windows": len(predictor.timeline(predictor.load(long)).starts),
+        "timeline_windows": fast.total,
+        "timeline_rescored": fast.rescored,
+        "long_seconds": plan.long_seconds,
+        "long_ms": median_ms(
+            lambda: predictor.timeline_scan(very_long, max_windows=MAX_WINDOWS).run(), plan.long_repeats, 0
+        ),
+        "long_windows": capped.total,
+        "long_before_ms": median_ms(lambda: predictor.timeline(very_long, exact=True), 1, 0),
+        "long_before_windows": predictor.timeline_scan(very_long).total,
         "batch_cli_clips": len(paths),
         "batch_cli_clips_per_second": len(paths) / (batch["median"] / 1000),
         "precision": "bf16" if predictor.bf16 else "fp32",
+        "views": predictor.views,
+        "flops": {
+            "forward": forward_flops,
+            "predict_5s": counted_flops(lambda: predictor.predict(waveform)),
+            "analyze_5s": counted_flops(lambda: predictor.analyze(waveform)),
+            "occlusion": counted_flops(lambda: predictor.occlusion(waveform, top)),
+            "timeline_exact": fast.total * predictor.views * forward_flops,
+        },
     }

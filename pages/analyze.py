@@ -1,11 +1,10 @@
 """Analyze (landing page): bring a sound, hear and see it, read the ranked predictions and why."""
 
-import numpy as np
 import streamlit as st
 
 from audiocnn.audio import MAX_DURATION_SECONDS, MAX_FILE_BYTES, is_silent
 from audiocnn.explain import CAM_LAYERS, DEFAULT_CAM_LAYER, OCCLUSION_SECONDS
-from ui import components, plots, resources, state
+from ui import components, plots, resources, state, timeline_view
 from ui import robustness as robustness_view
 from ui.axes import cell_milliseconds, input_axes, node_strides
 
@@ -58,42 +57,10 @@ def _take_inputs() -> None:
             state.use_clip(state.sample_clip(sample, waveform, config.sample_rate))
 
 
-def _choose_window(clip: state.Clip) -> int:
-    """For a long clip: the timeline and a window picker; returns the window the rest of the page shows."""
-    with st.spinner("Scanning the recording window by window…"):
-        timeline = state.timeline(clip, model)
-    if timeline is None:
-        return 0
-    index = state.window_index(clip, model)
-    key = f"window_{clip.id}"
-    if key not in st.session_state:
-        st.session_state[key] = index
-    top = [int(i) for i in timeline.mean.order[:5]]
-    chart = st.container()
-    # The last window ends flush with the clip: just over 5 s, it starts a few hundredths after the first.
-    digits = 2 if np.min(np.diff(timeline.starts)) < 0.1 else 1
-    spans = [f"{start:.{digits}f}–{start + timeline.window_seconds:.{digits}f} s" for start in timeline.starts]
-    index = st.select_slider(
-        "Window the rest of the page explains", options=list(range(len(spans))), format_func=spans.__getitem__, key=key
-    )
-    state.set_window_index(clip, index)
-    st.caption(
-        f"{len(timeline.starts)} overlapping {timeline.window_seconds:g}-second windows. "
-        f"Over the whole recording the most likely class is {plots.class_label(timeline.mean.top_label)} "
-        f"({timeline.mean.probabilities[timeline.mean.top_index]:.0%} on average)."
-    )
-    with chart:
-        components.chart(
-            plots.timeline_figure(timeline.starts, timeline.window_seconds, timeline.probabilities,
-                                  timeline.class_names, top, index)
-        )  # fmt: skip
-    return index
-
-
 def _show_clip(clip: state.Clip) -> None:
     st.subheader(components.clip_title(clip))
     st.caption(components.clip_caption(clip))
-    index = _choose_window(clip)
+    index = timeline_view.choose_window(clip, model)
     start, end = state.window_span(clip, model, index)
     with st.spinner("Analysing…"):
         result = state.analysis(clip, model, index)
@@ -106,8 +73,11 @@ def _show_clip(clip: state.Clip) -> None:
 
     sound, ranking = st.columns([3, 2], gap="large")
     with sound:
-        st.markdown(f"**Listen** ({start:.1f}–{end:.1f} s, as the model hears it at {config.sample_rate} Hz)")
+        span = timeline_view.span_label(start, end)
+        st.markdown(f"**Listen** ({span}, as the model hears it at {config.sample_rate} Hz)")
         components.player(result.waveform, config.sample_rate)
+        if note := timeline_view.padding_note(clip, config):
+            st.caption(note)
         if clip.duration > config.clip_seconds and clip.duration <= FULL_PLAYBACK_SECONDS:
             st.caption("The whole recording:")
             components.player(clip.waveform, clip.sample_rate)

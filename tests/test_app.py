@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from audiocnn.labels import CLASS_NAMES, class_info
 from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.precision import bf16_pays_off
 from audiocnn.samples import list_samples
+from ui import state
 from ui.plots import class_label
 
 TIMEOUT = 120  # seconds per script run: the first one loads the model (AppTest's default is 3 s)
@@ -169,10 +171,83 @@ def test_a_silent_window_of_a_long_recording_is_flagged():
     assert "This window is silent" in at.warning[0].value
 
 
-def test_windows_of_a_clip_just_over_the_window_get_distinct_labels():
-    at = upload(new_app(), "barely.wav", noise_wav(5.02, rate=22050, channels=1, seed=5))
+def timeline_charts(at: AppTest) -> list[dict]:
+    specs = [json.loads(chart.proto.spec) for chart in plotly_charts(at)]
+    return [s for s in specs if "each window at its centre" in str(s["layout"].get("xaxis", {}).get("title"))]
+
+
+def test_a_clip_barely_over_the_window_gets_one_centred_window():
+    at = upload(new_app(), "barely.wav", noise_wav(5.3, rate=22050, channels=1, seed=5))
     check_clean(at)
-    assert window_slider(at).options == ["0.00–5.00 s", "0.02–5.02 s"]
+    assert not [w for w in at.select_slider if w.key.startswith("window_")]  # no picker with nothing to pick
+    assert not timeline_charts(at)
+    assert any("centre 5 s (0.15–5.15 s)" in c.value for c in at.caption)
+    assert any(text.startswith("**Listen** (0.15–5.15 s") for text in markdown(at))
+
+
+def test_a_clip_with_two_windows_gets_a_picker_that_moves_the_window_but_no_chart():
+    at = upload(new_app(), "five_eight.wav", noise_wav(5.8, rate=22050, channels=1, seed=7))
+    check_clean(at)
+    assert window_slider(at).options == ["0.0–5.0 s", "0.8–5.8 s"]
+    assert not timeline_charts(at)  # two dots a pixel apart said nothing
+    window_slider(at).set_value(1).run()
+    assert any(text.startswith("**Listen** (0.8–5.8 s") for text in markdown(at))
+    assert waveform_highlight(at) == pytest.approx((0.8, 5.8), abs=1e-3)
+    window_slider(at).set_value(0).run()
+    assert any(text.startswith("**Listen** (0.0–5.0 s") for text in markdown(at))
+
+
+def test_the_timeline_chart_spans_the_recording_and_shades_the_chosen_window():
+    at = upload(new_app(), "long.wav", noise_wav(12.0, rate=16000, channels=1, seed=1))
+    window_slider(at).set_value(3).run()
+    (chart,) = timeline_charts(at)
+    assert chart["layout"]["xaxis"]["range"] == pytest.approx([0, 12.0])
+    (shade,) = chart["layout"]["shapes"]
+    assert (shade["x0"], shade["x1"]) == (3.0, 8.0)
+    x = chart["data"][0]["x"]  # plotly ships numeric arrays as base64
+    centres = np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"]) if isinstance(x, dict) else x
+    assert list(centres) == pytest.approx([2.5 + i for i in range(8)])  # window centres
+
+
+def test_a_very_short_clip_says_how_much_of_the_window_is_padding():
+    at = upload(new_app(), "blip.wav", noise_wav(0.4, rate=22050, channels=1, seed=8))
+    check_clean(at)
+    assert any("the last 4.60 s (92% of its window) is silence added as padding" in c.value for c in at.caption)
+    long = upload(new_app(), "long.wav", noise_wav(6.0, rate=22050, channels=1, seed=8))
+    assert not any("padding" in c.value for c in long.caption)
+
+
+def test_a_stopped_scan_keeps_its_windows_and_resumes_where_it_stopped(predictor):
+    data = noise_wav(60.0, rate=16000, channels=1, seed=9)
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    at = new_app()
+    at.session_state[state.STOPPED] = {digest}  # as if Stop had been clicked before the first batch
+    upload(at, "minute.wav", data)
+    check_clean(at)
+    assert any("Scan stopped after 0 of 56 windows" in i.value for i in at.info)
+    scan = at.session_state[state.TIMELINES][digest]
+    scan.step()  # one batch done (what a run interrupted by Stop or by leaving the page leaves behind)
+    at.run()
+    assert any(f"Scan stopped after {scan.done} of 56 windows" in i.value for i in at.info)
+    assert len(window_slider(at).options) == scan.done
+    assert any(f"{scan.done} overlapping 5-second windows scanned so far" in c.value for c in at.caption)
+    at.button(key=f"resume_{digest}").click().run()
+    check_clean(at)
+    assert at.session_state[state.TIMELINES][digest] is scan and scan.finished  # the same scan, continued
+    assert len(window_slider(at).options) == 56 and not at.info
+    waveform = load_audio(data, predictor.feature_config.sample_rate)
+    np.testing.assert_allclose(scan.result().probabilities, predictor.timeline(waveform).probabilities, atol=1e-4)
+
+
+def test_the_chosen_window_lives_in_one_place(predictor):
+    at = upload(new_app(), "long.wav", noise_wav(12.0, rate=16000, channels=1, seed=1))
+    window_slider(at).set_value(6).run()
+    clip_id = window_slider(at).key.removeprefix("window_")
+    assert at.session_state[state.WINDOWS][clip_id] == 6
+    at.session_state[state.WINDOWS][clip_id] = 2  # e.g. another page moved it: the picker follows
+    at.run()
+    assert window_slider(at).value == 2
+    assert any(text.startswith("**Listen** (2.0–7.0 s") for text in markdown(at))
 
 
 def test_microphone_recording_reads_the_rate_from_the_header(predictor):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from audiocnn.precision import bf16_pays_off
-from benchmarks import bench
+from benchmarks import bench, machine_rate
 
 
 def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
@@ -35,10 +36,43 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
 
     assert report["peak_rss_mb"] >= report["peak_rss_mb_inference"] > 0
     assert report["machine"]["cores"] >= 1
+    assert inference["timeline_exact_ms"]["median"] > 0 and inference["long_ms"]["median"] > 0
+    assert inference["long_windows"] >= 2 and inference["long_before_windows"] >= inference["long_windows"]
+    assert inference["timeline_speedup"] > 0 and inference["long_speedup"] > 0
+    rates = report["machine_rate_gflops"]
+    assert rates["fp32"] > 0 and rates["bf16"] > 0
+    assert rates["fp32"] == max(rates["before"]["fp32"], rates["after"]["fp32"])
+    assert set(report["shares"]) == set(bench.SHARES)
+    for name, figure in report["shares"].items():
+        assert figure["gflops"] > 0 and figure["share"] > 0, name
+    assert inference["flops"]["predict_5s"] >= inference["views"] * inference["flops"]["forward"]
+    assert inference["flops"]["analyze_5s"] > inference["flops"]["predict_5s"]  # a backward pass on top
     assert [t["name"] for t in report["targets"]] == [t[0] for t in bench.TARGETS]
     assert all(isinstance(t["met"], bool) for t in report["targets"])
 
     text = bench.format_text(report)
     for phrase in ("prediction, 5 s clip", "full analysis", "upload decode", "timeline", "batch CLI", "naive path",
-                   "speed-up", "per step: fetch", "peak memory", "target", "inference in"):  # fmt: skip
+                   "speed-up", "per step: fetch", "peak memory", "target", "inference in", "matmul rate",
+                   "GFLOP/s", "window by window", "old 1 s-hop path", "hold on any CPU"):  # fmt: skip
         assert phrase in text
+    report["targets"] = [bench.check(report, "impossible share", ("shares", "forward", "share"), 1e9, "min")]
+    assert "MISS  impossible share: " in bench.format_text(report)
+
+
+def test_the_check_says_missed_when_a_figure_misses():
+    report = {"a": {"ms": 52.0}, "x": 2.4}
+    assert bench.check(report, "at most", ("a", "ms"), 40.0, "max")["met"] is False
+    assert bench.check(report, "at most", ("a", "ms"), 60.0, "max")["met"] is True
+    assert bench.check(report, "at least", ("x",), 2.5, "min")["met"] is False
+    assert bench.check(report, "at least", ("x",), 2.4, "min")["met"] is True  # the bound itself is met
+    missed = bench.check(report, "at most", ("a", "ms"), 40.0, "max")
+    assert missed == {"name": "at most", "value": 52.0, "target": 40.0, "kind": "max", "met": False}
+    with pytest.raises(ValueError, match="kind"):
+        bench.check(report, "typo", ("x",), 1.0, "minimum")
+
+
+def test_counted_flops_of_a_matmul_and_a_share_are_known_answers():
+    a, b = torch.ones(64, 32), torch.ones(32, 16)
+    assert machine_rate.counted_flops(lambda: a @ b) == 2 * 64 * 32 * 16
+    assert machine_rate.share(2e9, 10.0, 400.0) == {"gflops": 200.0, "share": 0.5}  # 2 GFLOP in 10 ms = 200 GFLOP/s
+    assert machine_rate.matmul_gflops(torch.float32, size=64, repeats=1) > 0

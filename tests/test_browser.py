@@ -171,3 +171,52 @@ def test_upload_predict_and_browse_layers(server, browser_page):
 
     (OUTPUT / "timings.json").write_text(json.dumps(timings, indent=2))
     print(f"browser timings: {timings}")
+
+
+def progress_done(page) -> int:
+    """Windows done in the scan's progress text (``Scanning the recording: 12 / 150 windows``)."""
+    text = page.get_by_text(re.compile(r"Scanning the recording: \d+ / 150 windows")).first.inner_text()
+    return int(re.search(r"(\d+) / 150", text).group(1))
+
+
+def test_a_long_scan_shows_progress_stops_and_survives_leaving_the_page(server, browser_page, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    page = browser_page
+    rate = 22050
+    rng = np.random.default_rng(0)
+    minutes = (0.1 * rng.standard_normal(600 * rate)).astype(np.float32)  # 10 minutes: 150 windows
+    minutes[::7] += 0.3  # a click train, so the clip is not only noise
+    path = tmp_path / "ten_minutes.wav"
+    sf.write(path, minutes, rate, subtype="PCM_16")
+
+    page.goto(server)
+    page.get_by_text("What does the CNN hear?").wait_for()
+    wait_idle(page)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(path))
+    page.get_by_text(re.compile(r"Scanning the recording: [1-9]\d* / 150 windows")).first.wait_for()
+    before_leaving = progress_done(page)
+    screenshot(page, "analyze_scanning")
+
+    page.get_by_role("link", name="Model").first.click()  # leave mid-scan
+    page.get_by_text("Architecture").first.wait_for()
+    page.get_by_role("link", name="Analyze").first.click()
+    page.get_by_text(re.compile(r"Scanning the recording: \d+ / 150 windows|150 overlapping")).first.wait_for()
+    if page.get_by_text("150 overlapping").count():  # a fast machine finished the rest in one go
+        pytest.skip("the scan finished before it could be stopped (only the resume after leaving was seen)")
+    assert progress_done(page) >= before_leaving  # resumed, not started again
+
+    page.get_by_role("button", name=re.compile("Stop the scan")).click()
+    stopped = page.get_by_text(re.compile(r"Scan stopped after \d+ of 150 windows")).first
+    stopped.wait_for()
+    wait_idle(page)
+    done = int(re.search(r"after (\d+) of", stopped.inner_text()).group(1))
+    assert 0 < done < 150
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.get_by_role("button", name="Resume the scan").click()
+    page.get_by_text("150 overlapping 5-second windows").first.wait_for()
+    page.locator(".js-plotly-plot").nth(2).wait_for()  # timeline, waveform and spectrogram drawn
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, "analyze_timeline")

@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from conftest import ROOT, tone
 
-from audiocnn.cli import main
+from audiocnn.cli import main, predict_files
 from audiocnn.labels import CLASS_NAMES
 
 
@@ -89,3 +90,47 @@ def test_corrupt_checkpoint_exits_2(capsys, clips, tmp_path):
     broken.write_bytes(b"\x00" * 100)
     assert main(["predict", str(clips["short"]), "--checkpoint", str(broken)]) == 2
     assert "broken.pt" in capsys.readouterr().err
+
+
+# A decoding worker whose decoder crashes (SIGSEGV) on any file that starts with b"CRASH".
+CRASHING_WORKER = (
+    "import os, signal, sys; import audiocnn.untrusted as u; real = u.load_audio; "
+    "u.load_audio = lambda data, *a, **k: os.kill(os.getpid(), signal.SIGSEGV) if data.startswith(b'CRASH') "
+    "else real(data, *a, **k); sys.exit(u.worker_main(sys.argv[1:]))"
+)
+
+
+def test_a_file_that_crashes_the_decoder_costs_only_that_file(monkeypatch, tiny_checkpoint, clips, tmp_path):
+    from audiocnn import untrusted
+    from audiocnn.inference import Predictor
+
+    bomb = tmp_path / "bomb.wav"
+    bomb.write_bytes(b"CRASH" + bytes(2000))
+    monkeypatch.setattr(untrusted, "worker_command", lambda: [sys.executable, "-c", CRASHING_WORKER])
+    predictor = Predictor.from_checkpoint(tiny_checkpoint)
+    files = [clips["short"], bomb, clips["long"], bomb, clips["text"], clips["short"]]
+    results = predict_files(predictor, files, top_k=3)
+    assert [r["file"] for r in results] == [str(f) for f in files]  # one entry per file, in order
+    assert "crashed on this file (signal 11, SIGSEGV)" in results[1]["error"]
+    assert "crashed" in results[3]["error"] and "text file" in results[4]["error"]
+    for good in (0, 2, 5):
+        expected = predictor.predict_file(files[good]).ranked(3)
+        got = [(p["label"], p["probability"]) for p in results[good]["predictions"]]
+        assert [label for label, _ in got] == [label for label, _ in expected]
+        np.testing.assert_allclose([p for _, p in got], [p for _, p in expected], atol=1e-3)  # bf16 batch noise
+
+
+def test_many_short_clips_are_batched_and_keep_their_order(tiny_checkpoint, tmp_path):
+    from audiocnn.inference import WINDOW_BATCH, Predictor
+
+    predictor = Predictor.from_checkpoint(tiny_checkpoint)
+    files = []
+    for i in range(WINDOW_BATCH + 3):  # crosses a batch boundary
+        files.append(tmp_path / f"clip{i}.wav")
+        sf.write(files[-1], tone(1.0 + i / 10, 22050, 200.0 + 90 * i), 22050)
+    results = predict_files(predictor, files, top_k=50)
+    for path, result in zip(files, results):
+        assert result["file"] == str(path)
+        got = {p["label"]: p["probability"] for p in result["predictions"]}
+        expected = dict(predictor.predict_file(path).ranked())
+        np.testing.assert_allclose([got[k] for k in CLASS_NAMES], [expected[k] for k in CLASS_NAMES], atol=1e-3)

@@ -102,7 +102,7 @@ def test_timeline_windows_of_a_12_second_recording(predictor):
     np.testing.assert_allclose(timeline.probabilities[7], predictor.predict(recording[7 * RATE :]).probabilities,
                                atol=1e-6)  # fmt: skip
     np.testing.assert_allclose(timeline.mean.probabilities, timeline.probabilities.mean(axis=0))
-    assert predictor.timeline(recording, hop_seconds=2.5).starts.tolist() == [0, 2.5, 5, 7]
+    np.testing.assert_allclose(predictor.timeline(recording, hop_seconds=2.5).starts, [0, 7 / 3, 14 / 3, 7], atol=1e-4)
     assert predictor.timeline(noise(3.0, 4)).starts.tolist() == [0]
     for hop in (0.0, -1.0, float("nan")):  # each used to become a silent 1-sample hop
         with pytest.raises(ValueError, match="hop_seconds must be positive"):

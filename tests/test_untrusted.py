@@ -133,3 +133,46 @@ def test_the_app_keeps_serving_after_the_decoder_dies(monkeypatch: pytest.Monkey
     assert not first.exception and not first.error and len(top_class_lines(first)) == 1
     second = upload(AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run(), "good.wav", good)
     assert not second.exception and top_class_lines(second) == top_class_lines(first)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (CRASH, r"crashed on this file \(signal 11, SIGSEGV\)"),
+        ("import os; os.abort()", r"crashed on this file \(signal 6, SIGABRT\)"),
+        ("import sys; sys.exit(7)", r"failed on this file \(exit status 7\)"),
+        ("raise MemoryError", "too much memory"),
+        ("import sys; sys.stdin.buffer.read(10); sys.exit(0)", "stopped answering"),
+    ],
+)
+def test_a_stream_worker_that_dies_costs_one_file(
+    monkeypatch: pytest.MonkeyPatch, clip: bytes, code: str, expected: str
+) -> None:
+    with untrusted.DecodeWorker(RATE) as worker:
+        np.testing.assert_array_equal(worker.decode(clip), load_audio(clip, RATE))
+        worker.close()  # the next file starts the substituted worker
+        with monkeypatch.context() as patch:
+            patch.setattr(untrusted, "worker_command", lambda: _python(code))
+            with pytest.raises(AudioError, match=expected):
+                worker.decode(clip)
+        np.testing.assert_array_equal(worker.decode(clip), load_audio(clip, RATE))  # a fresh worker
+
+
+def test_a_stream_worker_decodes_many_files_in_one_process(clip: bytes) -> None:
+    other = audio_bytes(tone(1.0, 44100), 44100)
+    with untrusted.DecodeWorker(RATE) as worker:
+        first = worker.decode(clip)
+        pid = worker._process.pid
+        with pytest.raises(AudioError, match="text file"):
+            worker.decode(b"just some notes, not a recording\n" * 10)
+        np.testing.assert_array_equal(worker.decode(other), load_audio(other, RATE))
+        assert worker._process.pid == pid  # a refused file does not cost the worker
+        np.testing.assert_array_equal(first, load_audio(clip, RATE))
+        with pytest.raises(AudioError, match="empty"):
+            worker.decode(b"")
+
+
+def test_a_hanging_stream_worker_is_stopped(monkeypatch: pytest.MonkeyPatch, clip: bytes) -> None:
+    monkeypatch.setattr(untrusted, "worker_command", lambda: _python("import time; time.sleep(60)"))
+    with untrusted.DecodeWorker(RATE, timeout=1.0) as worker, pytest.raises(AudioError, match="longer than 1 s"):
+        worker.decode(clip)

@@ -187,9 +187,11 @@ def timeline_figure(
     class_names: Sequence[str],
     classes: Sequence[int],
     selected: int,
+    duration: float | None = None,
     height: int = 260,
 ) -> go.Figure:
-    """Probability of a few classes over sliding windows (x = window centre); the selected window is shaded."""
+    """Probability of a few classes over sliding windows, each at its centre on the recording's time axis
+    (0 to ``duration``), with the selected window's span shaded."""
     centres = starts + window_seconds / 2
     fig = go.Figure()
     for rank, index in enumerate(classes):
@@ -204,7 +206,9 @@ def timeline_figure(
     start = float(starts[selected])
     fig.add_vrect(x0=start, x1=start + window_seconds, fillcolor="orange", opacity=0.18, line_width=0)
     fig.update_layout(
-        height=height, margin={"l": 60, "r": 10, "t": 10, "b": 45}, xaxis_title="Window centre (s)",
+        height=height, margin={"l": 60, "r": 10, "t": 10, "b": 45},
+        xaxis={"title": "Time in the recording (s), each window at its centre",
+               "range": [0, duration if duration is not None else float(starts[-1]) + window_seconds]},
         yaxis={"title": "Probability", "tickformat": ".0%", "range": [0, 1.02]},
         legend={"orientation": "h", "y": -0.3},
     )  # fmt: skip

@@ -24,14 +24,16 @@ import numpy as np
 import streamlit as st
 
 from audiocnn.audio import AudioError, check_not_silent, fit_to_length
-from audiocnn.inference import Analysis, Occlusion, Predictor, Timeline
+from audiocnn.inference import Analysis, Occlusion, Predictor
 from audiocnn.samples import SampleClip
+from audiocnn.timeline import MAX_WINDOWS, Timeline, TimelineScan
 from audiocnn.untrusted import load_untrusted
 
 CLIPS = "audiocnn_clips"
 CURRENT = "audiocnn_current_clip"
 WINDOWS = "audiocnn_windows"
 TIMELINES = "audiocnn_timelines"
+STOPPED = "audiocnn_stopped_scans"
 ANALYSES = "audiocnn_analyses"
 EXPLANATIONS = "audiocnn_explanations"
 OCCLUSIONS = "audiocnn_occlusions"
@@ -47,8 +49,9 @@ MAX_SEEN_INPUTS = 64
 """Widget file ids remembered as already ingested: far more than the widgets hold at once."""
 SESSION_MEMORY_MB = 400
 """What one browser session's caches hold at most (the module docstring sums it; a test measures it)."""
-MAX_TIMELINE_WINDOWS = 150
-"""Windows in a timeline at most: the hop grows beyond 1 s for very long recordings."""
+MAX_TIMELINE_WINDOWS = MAX_WINDOWS
+"""Windows in a timeline at most (the library's cap, which the CLI uses too): the hop grows beyond
+1 s for recordings over 154 s."""
 
 
 @dataclass(frozen=True)
@@ -186,20 +189,43 @@ def use_clip(clip: Clip) -> None:
     add_clip(clip)
 
 
-def hop_seconds(duration: float, window: float) -> float:
-    return max(1.0, (duration - window) / (MAX_TIMELINE_WINDOWS - 1))
+def timeline_scan(clip: Clip, model: Predictor) -> TimelineScan | None:
+    """The clip's timeline scan, kept per clip so that work done survives reruns and leaving the page
+    (None for a clip no longer than the model's window)."""
+    if clip.duration <= model.feature_config.clip_seconds:
+        return None
+    scan = _recall(TIMELINES, clip.id)
+    if scan is None:
+        scan = model.timeline_scan(clip.waveform, 1.0, max_windows=MAX_TIMELINE_WINDOWS)
+        _remember(TIMELINES, clip.id, scan, MAX_CLIPS)
+    return scan
+
+
+def scan_stopped(clip: Clip) -> bool:
+    """Whether the user stopped this clip's scan (it stays stopped until resumed)."""
+    return clip.id in st.session_state.get(STOPPED, set())
+
+
+def stop_scan(clip: Clip) -> None:
+    st.session_state.setdefault(STOPPED, set()).add(clip.id)
+
+
+def resume_scan(clip: Clip) -> None:
+    st.session_state.setdefault(STOPPED, set()).discard(clip.id)
 
 
 def timeline(clip: Clip, model: Predictor) -> Timeline | None:
-    """Sliding-window probabilities of a clip longer than the model's window (None otherwise)."""
-    window = model.feature_config.clip_seconds
-    if clip.duration <= window:
+    """Sliding-window probabilities of a clip longer than the model's window (None otherwise).
+
+    An unfinished scan is completed here (pages without a progress bar need every window), unless
+    the user stopped it: then the windows scored so far are the timeline, and None if there are none.
+    """
+    scan = timeline_scan(clip, model)
+    if scan is None:
         return None
-    cached = _recall(TIMELINES, clip.id)
-    if cached is None:
-        cached = model.timeline(clip.waveform, hop_seconds(clip.duration, window))
-        _remember(TIMELINES, clip.id, cached, MAX_CLIPS)
-    return cached
+    if not scan.finished and not scan_stopped(clip):
+        scan.run()
+    return scan.result() if scan.done else None
 
 
 def default_window(result: Timeline) -> int:
@@ -208,10 +234,11 @@ def default_window(result: Timeline) -> int:
 
 
 def window_index(clip: Clip, model: Predictor) -> int:
+    """The window the pages explain: the user's choice, the one truth every page (and the picker) reads."""
     result = timeline(clip, model)
     if result is None:
         return 0
-    windows = _store(WINDOWS)
+    windows = _store(WINDOWS)  # a forgotten clip's choice goes with it (remember_clip)
     if clip.id not in windows:
         windows[clip.id] = default_window(result)
     return min(windows[clip.id], len(result.starts) - 1)
@@ -222,12 +249,12 @@ def set_window_index(clip: Clip, index: int) -> None:
 
 
 def window_span(clip: Clip, model: Predictor, index: int) -> tuple[float, float]:
-    """Start and end (seconds) of a window within the clip."""
-    result = timeline(clip, model)
+    """Start and end (seconds) of a window within the clip (planned windows count: a stopped scan's too)."""
+    scan = timeline_scan(clip, model)
     seconds = model.feature_config.clip_seconds
-    if result is None:
+    if scan is None:
         return 0.0, min(seconds, clip.duration)
-    start = float(result.starts[index])
+    start = float(scan.starts[index])
     return start, start + seconds
 
 

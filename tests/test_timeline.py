@@ -1,0 +1,124 @@
+"""Timeline scans: stop and resume, the shared-pass estimate, and which windows are rescored on their own."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from audiocnn import timeline as timeline_module
+from audiocnn.audio import load_audio
+from audiocnn.checkpoint import load_checkpoint
+from audiocnn.inference import Predictor
+from audiocnn.model import ModelConfig
+from audiocnn.samples import list_samples
+from audiocnn.shared_windows import _pool_windows, output_stride, shared_probabilities
+from audiocnn.timeline import MAX_WINDOWS
+
+RATE = 22050
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_checkpoint) -> Predictor:
+    return Predictor.from_checkpoint(tiny_checkpoint)
+
+
+def noise(seconds: float, seed: int) -> np.ndarray:
+    return (0.2 * np.random.default_rng(seed).standard_normal(int(seconds * RATE))).astype(np.float32)
+
+
+def test_a_scan_stopped_and_resumed_equals_one_run_straight_through(tiny):
+    recording = noise(70.0, 1)
+    straight = tiny.timeline_scan(recording, exact=True).run()
+    scan = tiny.timeline_scan(recording, exact=True)
+    assert scan.total == 66 and scan.done == 0 and not scan.finished
+    assert scan.step() == scan.batch  # one batch
+    partial = scan.result()
+    assert len(partial.starts) == scan.batch
+    np.testing.assert_allclose(partial.probabilities, straight.probabilities[: scan.batch], atol=1e-6)
+    seen = []
+    resumed = scan.run(lambda done, total: seen.append((done, total)))
+    assert seen == [(64, 66), (66, 66)] and scan.finished and scan.step() == 66  # a finished scan does nothing
+    np.testing.assert_allclose(resumed.probabilities, straight.probabilities, atol=1e-6)
+    np.testing.assert_array_equal(resumed.starts, straight.starts)
+    with pytest.raises(RuntimeError, match="no window"):
+        tiny.timeline_scan(recording).result()
+
+
+def test_the_cap_widens_the_hop_of_long_recordings(tiny):
+    scan = tiny.timeline_scan(noise(600.0, 2), max_windows=MAX_WINDOWS)
+    assert scan.total == MAX_WINDOWS
+    assert np.diff(scan.starts).min() > 3.99  # evenly spread, no two a few samples apart
+    assert scan.starts[-1] == 595.0
+
+
+def test_pooling_weighs_each_cell_by_its_share_of_the_window():
+    predictor = SimpleNamespace(model_config=ModelConfig(stem_pool=False))  # 16 frames per cell
+    assert output_stride(predictor) == 16
+    cells = torch.arange(30, dtype=torch.float32)[None]  # one channel; cell j holds j and spans frames 16j ± 8
+    pooled = _pool_windows(predictor, cells, np.array([0.0, 16.0, 8.0]), 216)[:, 0].numpy()
+    # offset 0 covers frames -0.5..215.5: cell 0 for 8.5 frames, cells 1-12 whole, cell 13 for 15.5
+    first = (16 * sum(range(1, 13)) + 13 * 15.5) / 216
+    # offset 8 covers 7.5..223.5: cell 0 for 0.5 frames, cells 1-13 whole, cell 14 for 7.5
+    half = (16 * sum(range(1, 14)) + 14 * 7.5) / 216
+    np.testing.assert_allclose(pooled, [first, first + 1, half], rtol=1e-6)  # one stride later: one cell later
+
+
+def test_all_fragile_means_exact_and_none_fragile_means_the_shared_estimate(tiny, monkeypatch):
+    recording = noise(68.0, 3)  # 64 windows: two full batches, both shared
+    exact = tiny.timeline(recording, exact=True).probabilities
+    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", 1.01)  # every window rescored
+    scan = tiny.timeline_scan(recording)
+    everything = scan.run().probabilities
+    assert scan.shared == scan.total == scan.rescored == 64
+    np.testing.assert_allclose(everything, exact, atol=1e-6)
+    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", 0.0)  # none rescored
+    scan = tiny.timeline_scan(recording)
+    estimate = scan.run().probabilities
+    assert scan.rescored == 0 and scan.shared == 64
+    starts = [round(s * RATE) for s in scan.starts]
+    batches = [shared_probabilities(tiny, recording, starts[i : i + scan.batch]) for i in range(0, 64, scan.batch)]
+    np.testing.assert_allclose(estimate, np.concatenate(batches), atol=1e-6)
+    np.testing.assert_allclose(estimate.sum(axis=1), 1.0, atol=1e-5)
+    assert np.abs(estimate - exact).max() > 1e-4  # the estimate is not the per-window result
+
+
+def test_only_windows_the_estimate_cannot_decide_are_rescored(monkeypatch, shipped_checkpoint):
+    predictor = Predictor.from_checkpoint(shipped_checkpoint)
+    recording = np.concatenate([load_audio(clip.path, RATE) for clip in list_samples()[::25][:4]])  # 20 s
+    exact = predictor.timeline(recording, exact=True).probabilities
+    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", 0.0)
+    estimate = predictor.timeline(recording).probabilities
+    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", 0.3)
+    scan = predictor.timeline_scan(recording)
+    fast = scan.run().probabilities
+    top_two = np.sort(estimate, axis=1)[:, -2:]
+    fragile = top_two[:, 1] - top_two[:, 0] < 0.3
+    assert scan.rescored == fragile.sum() and 0 < scan.rescored < scan.total
+    np.testing.assert_allclose(fast[fragile], exact[fragile], atol=2e-3)  # bf16: batch-size noise only
+    np.testing.assert_array_equal(fast[~fragile], estimate[~fragile])
+    assert (fast.argmax(1) == exact.argmax(1)).mean() >= 0.9
+
+
+def test_sharing_is_used_only_where_it_pays(tiny):
+    assert tiny.timeline_scan(noise(60.0, 4))._shares(list(range(0, 32 * RATE, RATE)))  # 1 s hop
+    four = round(3.99 * RATE)
+    assert not tiny.timeline_scan(noise(140.0, 4))._shares(list(range(0, 32 * four, four)))  # the cap's 4 s hop
+    assert not tiny.timeline_scan(noise(6.0, 4))._shares([0, RATE])  # two windows: the context costs more
+
+
+def test_the_shared_pass_follows_the_feature_version(tiny_checkpoint):
+    """Version 2 references each frame to its peak, so a gain changes nothing; version 1 hears the level."""
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    recording = noise(30.0, 5) * np.linspace(0.2, 1.0, int(30.0 * RATE), dtype=np.float32)
+    starts = list(range(0, 25 * RATE, RATE))
+    estimates = {}
+    for version in (1, 2):
+        config = dataclasses.replace(checkpoint.feature_config, version=version)
+        predictor = Predictor(dataclasses.replace(checkpoint, feature_config=config))
+        estimates[version] = [shared_probabilities(predictor, recording * gain, starts) for gain in (1.0, 0.05)]
+    np.testing.assert_allclose(estimates[2][0], estimates[2][1], atol=1e-5)
+    assert np.abs(estimates[1][0] - estimates[1][1]).max() > 1e-4
