@@ -35,6 +35,11 @@ def test_grad_cam_of_a_hand_computed_case() -> None:
     np.testing.assert_allclose(cam, EXPECTED_MAP, atol=1e-6)
 
 
+def test_grad_cam_is_scaled_to_its_own_peak_however_small() -> None:
+    """A weak layer (its peak far below 1) gives the same map: the scaling divides by any positive peak."""
+    np.testing.assert_allclose(cam_from_gradients(ACTIVATION * 1e-3, GRADIENT, (2, 3)), EXPECTED_MAP, atol=1e-6)
+
+
 def test_grad_cam_upsamples_with_half_pixel_centres() -> None:
     """3 frames to 6: output frame i samples input position (i + 0.5) / 2 - 0.5, clamped to the edges."""
     cam = cam_from_gradients(ACTIVATION, GRADIENT, (2, 6))
