@@ -91,13 +91,17 @@ def save_checkpoint(
     return save_atomically(checkpoint_payload(model, feature_config, class_names, metadata), path)
 
 
-def read_payload(path: str | os.PathLike) -> dict[str, Any]:
-    """Load the raw dictionary safely, turning every failure into a ``CheckpointError``."""
+def read_payload(path: str | os.PathLike, mmap: bool = False) -> dict[str, Any]:
+    """Load the raw dictionary safely, turning every failure into a ``CheckpointError``.
+
+    ``mmap`` maps the tensors instead of reading them: reading a checkpoint's record (its
+    metadata) then costs no memory for its weights.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         found = re.search(r"GLOBAL ([A-Za-z_][\w.]*)", str(error))
         if found is None:  # damage, not a payload: bytes the safe unpickler cannot parse, or a nameless GLOBAL

@@ -1,10 +1,10 @@
-"""Compare: a class's bundled clips side by side, and any two clips layer by layer."""
+"""Compare: a class's bundled clips side by side, any two clips layer by layer, and two models."""
 
 import numpy as np
 import streamlit as st
 
 from audiocnn.inference import Prediction
-from ui import components, plots, resources, state
+from ui import components, model_compare, plots, resources, state
 from ui.axes import input_axes, map_axes, node_strides
 from ui.layers import browsable_nodes, is_nonnegative
 from ui.similarity import layer_similarities
@@ -122,3 +122,4 @@ def _two_clips() -> None:
 
 _class_samples()
 _two_clips()
+model_compare.section(model)  # issue 19: a second model (ui.model_compare)

@@ -1,14 +1,15 @@
-"""Model: architecture, training curves and the held-out evaluation shipped in assets/."""
+"""Model: the served checkpoint's architecture, training curves and held-out evaluation."""
 
 import streamlit as st
 
 from audiocnn.model import POOLINGS, count_parameters
-from ui import components, confusions, history, resources
+from ui import components, confusions, history, model_page, resources
 from ui import robustness as robustness_view
 
 model = resources.predictor()
 metadata = model.checkpoint.metadata
 st.title("🧠 Model")
+model_page.checkpoint_caption()  # issue 19: which checkpoint this page describes
 
 st.markdown("### Architecture")
 table = resources.architecture()
@@ -50,18 +51,11 @@ def _held_out_evaluation() -> None:
     """The shipped evaluation; without it the page says how to make one (and still ends normally)."""
     st.markdown("### Held-out evaluation")
     metrics = resources.metrics()
-    if metrics is None:
-        st.info(
-            "No evaluation metrics are shipped yet (assets/metrics.json is missing). Create them with "
-            "`python -m training.evaluate --data-dir <ESC-50 folder> --folds 5 --output assets/metrics.json`."
-        )
+    if metrics is None:  # issue 19: the served checkpoint's own metrics, or an offer to compute them
+        model_page.no_metrics(model)
         return
     if not resources.metrics_describe(metrics, model):
-        st.warning(
-            "assets/metrics.json was computed for another checkpoint than the one loaded (its training "
-            "facts or class names differ): the figures below describe that model. Re-evaluate this one with "
-            "`python -m training.evaluate --data-dir <ESC-50 folder> --folds 5 --output assets/metrics.json`."
-        )
+        model_page.other_metrics(model)
     _headline(metrics)
     confusions.section(metrics, model)  # matrix, cells you can hear, per-class accuracy, most-confused pairs
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from audiocnn.evaluation import CLIPS_KEY
 from audiocnn.heldout import HELD_OUT_DIR
 from audiocnn.inference import Predictor
 from audiocnn.samples import SAMPLES_DIR, list_samples
@@ -26,7 +27,7 @@ from scripts.make_samples import attributions, credit_for
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ROOT / "assets" / "metrics.json"
-CLIPS_KEY = "held_out_clips"
+
 VORBIS_LEVEL = 0.3
 """soundfile's compression level for Vorbis (0 best, 1 smallest): 0.3 keeps about 22 dB SNR on ESC-50."""
 

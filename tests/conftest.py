@@ -115,3 +115,19 @@ def esc50_dir() -> Path:
     if not (ESC50_DIR / "meta" / "esc50.csv").is_file():
         pytest.skip(f"ESC-50 is not available at {ESC50_DIR}")
     return ESC50_DIR
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_esc50: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test suite's tiny training run (2 epochs of ``TINY_MODEL`` on the tiny ESC-50, folds 1-3,
+    validated on 4, fold 5 held out) in a runs folder of its own: returns ``<runs>/tiny/best.pt``.
+    Its feature cache lies in the same runs folder, as ``--cache-dir runs/cache`` would put it."""
+    from training.loop import TrainConfig, train
+
+    runs = tmp_path_factory.mktemp("runs")
+    config = TrainConfig(
+        data_dir=str(tiny_esc50), out_dir=str(runs / "tiny"), train_folds=(1, 2, 3), val_folds=(4,),
+        test_folds=(5,), epochs=2, batch_size=32, device="cpu", cache_dir=str(runs / "cache"), model=TINY_MODEL,
+        features=FeatureConfig(clip_seconds=1.0, n_mels=32),
+    )  # fmt: skip
+    return train(config)

@@ -557,13 +557,11 @@ def serving(
     monkeypatch, path: Path, config: ModelConfig, features: FeatureConfig, metadata: dict | None = None
 ) -> Iterator[None]:
     """Run the app on a freshly initialised checkpoint of another shape (or record) than the shipped one."""
-    import ui.resources
-
     torch.manual_seed(0)
     save_checkpoint(path, AudioCNN(config).eval(), features, list(CLASS_NAMES), metadata)
     st.cache_resource.clear()
     st.cache_data.clear()
-    monkeypatch.setattr(ui.resources, "_load_predictor", lambda: Predictor.from_checkpoint(path))
+    monkeypatch.setenv("AUDIOCNN_CHECKPOINT", str(path))  # the launch default, as a person would set it
     try:
         yield
     finally:

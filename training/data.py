@@ -10,7 +10,6 @@ or log-mel code itself, clear the cache folder or training drifts from serving.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import shutil
@@ -19,7 +18,6 @@ import tempfile
 import urllib.request
 import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,71 +25,18 @@ from tqdm import tqdm
 
 from audiocnn.audio import fit_to_length, load_audio
 from audiocnn.checkpoint import save_atomically
+from audiocnn.esc50 import (  # noqa: F401 (re-exported: training reads the dataset through these)
+    AUDIO_EXTENSIONS,
+    FOLDS,
+    Clip,
+    DatasetError,
+    class_names_from_metadata,
+    read_metadata,
+    select_folds,
+)  # fmt: skip
 from audiocnn.features import FeatureConfig, LogMel
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
-FOLDS = (1, 2, 3, 4, 5)
-"""ESC-50's predefined folds: clips of one source recording never straddle two."""
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
-
-
-class DatasetError(RuntimeError):
-    """The data folder does not have the ESC-50 layout or misses clips."""
-
-
-@dataclass(frozen=True)
-class Clip:
-    path: Path
-    fold: int
-    target: int
-    category: str
-
-
-def read_metadata(data_dir: str | Path) -> list[Clip]:
-    """Every clip listed in ``meta/esc50.csv``, resolved to its file whatever its extension."""
-    data_dir = Path(data_dir)
-    meta = data_dir / "meta" / "esc50.csv"
-    audio_dir = data_dir / "audio"
-    if not meta.is_file() or not audio_dir.is_dir():
-        raise DatasetError(f"{data_dir} is not an ESC-50 folder (expected meta/esc50.csv and audio/).")
-    by_stem = {p.stem: p for p in audio_dir.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS}
-    clips, missing = [], []
-    with meta.open(newline="") as handle:
-        for line, row in enumerate(csv.DictReader(handle), 2):
-            try:
-                stem = Path(row["filename"]).stem
-                fold, target, category = int(row["fold"]), int(row["target"]), row["category"]
-            except (KeyError, TypeError, ValueError) as error:
-                raise DatasetError(f"{meta} line {line} is malformed (needs filename, fold, target, category): "
-                                   f"{error!r}") from error  # fmt: skip
-            if stem not in by_stem:
-                missing.append(row["filename"])
-                continue
-            clips.append(Clip(by_stem[stem], fold, target, category))
-    if missing:
-        raise DatasetError(f"{len(missing)} clips listed in {meta} are missing from {audio_dir}, e.g. {missing[0]}")
-    return clips
-
-
-def class_names_from_metadata(clips: list[Clip]) -> list[str]:
-    """Class names in target order, as the dataset defines them."""
-    names: dict[int, str] = {}
-    for clip in clips:
-        if names.setdefault(clip.target, clip.category) != clip.category:
-            raise DatasetError(f"target {clip.target} is both {names[clip.target]!r} and {clip.category!r}")
-    if sorted(names) != list(range(len(names))):
-        raise DatasetError(f"targets must be 0..{len(names) - 1} without gaps, got {sorted(names)}")
-    return [names[i] for i in range(len(names))]
-
-
-def select_folds(clips: list[Clip], folds: list[int] | tuple[int, ...]) -> list[Clip]:
-    wanted = set(folds)
-    if not wanted:
-        raise DatasetError("no folds selected")
-    unknown = wanted - {clip.fold for clip in clips}
-    if unknown:
-        raise DatasetError(f"folds {sorted(unknown)} do not exist in this dataset")
-    return [clip for clip in clips if clip.fold in wanted]
 
 
 def _cache_key(config: FeatureConfig, clips: list[Clip]) -> str:

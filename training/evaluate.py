@@ -19,111 +19,35 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from audiocnn.audio import AudioError
+from audiocnn import evaluation as scoring
 from audiocnn.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+from audiocnn.evaluation import (  # noqa: F401 (re-exported for cross-validation and the tests)
+    BATCH_SIZE,
+    CLIPS_KEY,
+    TOP_K,
+    EvaluationError,
+    check_class_names,
+)  # fmt: skip
 from audiocnn.inference import TEST_TIME_VIEWS, Predictor
 from audiocnn.labels import display_name
 
-from .data import Clip, DatasetError, class_names_from_metadata, read_metadata, select_folds
-from .recipe import run_facts
-
-BATCH_SIZE = 32
-"""Clips decoded and classified together: bounds memory while keeping the model busy."""
-
-TOP_K = 5
-"""Classes (with their probabilities) recorded per clip: enough to say what a wrong clip was taken for."""
-CLIPS_KEY = "held_out_clips"
-"""The metrics key of the per-clip records (the Model page's confusions you can hear)."""
-
-
-class EvaluationError(RuntimeError):
-    """The checkpoint and the dataset cannot be evaluated together."""
+from .data import Clip, DatasetError
 
 
 def evaluate(predictor: Predictor, clips: list[Clip], batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """Confusion matrix ``(classes, classes)``: rows are true classes, columns predicted ones."""
-    return confusion_from_records(score_clips(predictor, clips, batch_size), len(predictor.class_names))
+    """``audiocnn.evaluation.evaluate`` with a progress bar on the terminal."""
+    with tqdm(total=len(clips), desc="evaluating", unit="clip", leave=False, disable=None) as bar:
+        return scoring.evaluate(predictor, clips, batch_size, _progress(bar))
 
 
-def score_clips(
-    predictor: Predictor, clips: list[Clip], batch_size: int = BATCH_SIZE, top_k: int = TOP_K
-) -> list[dict[str, Any]]:
-    """One record per clip, in the clips' order: ``{"clip": file name without extension, "target":
-    true class index, "top": [[class index, probability], ...]}`` for its ``top_k`` classes, most
-    likely first. The confusion matrix is derived from these, so the two can never disagree."""
-    records = []
-    batches = range(0, len(clips), batch_size)
-    for start in tqdm(batches, desc="evaluating", unit="batch", leave=False, disable=None):
-        batch = clips[start : start + batch_size]
-        waveforms = []
-        for clip in batch:
-            try:
-                waveforms.append(predictor.load(clip.path))
-            except AudioError as error:
-                raise EvaluationError(f"cannot decode {clip.path}: {error}") from error
-        for clip, prediction in zip(batch, predictor.predict_batch(waveforms)):
-            top = [[int(i), round(float(prediction.probabilities[i]), 4)] for i in prediction.order[:top_k]]
-            records.append({"clip": clip.path.stem, "target": clip.target, "top": top})
-    return records
+def _progress(bar: tqdm):
+    """A scoring progress callback ``(done, total)`` that moves a terminal bar."""
 
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
 
-def confusion_from_records(records: list[dict[str, Any]], num_classes: int) -> np.ndarray:
-    """Rows true class, columns the top class of each record."""
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    for record in records:
-        confusion[record["target"], record["top"][0][0]] += 1
-    return confusion
-
-
-def check_class_names(predictor: Predictor, dataset_names: list[str]) -> None:
-    """Refuse to score a model whose output order is not the dataset's target order."""
-    if list(predictor.class_names) != list(dataset_names):
-        differing = [
-            f"{i}: model {m!r} vs data {d!r}"
-            for i, (m, d) in enumerate(zip(predictor.class_names, dataset_names)) if m != d
-        ]  # fmt: skip
-        detail = "; ".join(differing[:3]) or (
-            f"model has {len(predictor.class_names)} classes, data has {len(dataset_names)}"
-        )
-        raise EvaluationError(f"the checkpoint's class names do not match the dataset's ({detail})")
-
-
-def metrics(
-    confusion: np.ndarray,
-    class_names: list[str] | tuple[str, ...],
-    checkpoint: str,
-    folds: list[int],
-    metadata: dict[str, Any],
-    views: int = TEST_TIME_VIEWS,
-    records: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The metrics document (schema shared with the dashboard's model page); ``records`` (from
-    ``score_clips``) add the per-clip key."""
-    totals = confusion.sum(axis=1)
-    per_class = {
-        name: (float(confusion[i, i] / totals[i]) if totals[i] else None) for i, name in enumerate(class_names)
-    }
-    total = int(confusion.sum())
-    document = {
-        "checkpoint": checkpoint,
-        "folds": list(folds),
-        "views": views,
-        "num_clips": total,
-        "accuracy": float(np.trace(confusion) / total) if total else 0.0,
-        "per_class": per_class,
-        "confusion": confusion.tolist(),
-        "class_names": list(class_names),
-        "history": list(metadata.get("history") or []),
-        "training": run_facts(metadata),
-    }
-    if records is not None:
-        document[CLIPS_KEY] = clips_document(records, checkpoint, folds, views)
-    return document
-
-
-def clips_document(records: list[dict[str, Any]], checkpoint: str, folds: list[int], views: int) -> dict[str, Any]:
-    """The per-clip key: the records and what they were scored with."""
-    return {"checkpoint": checkpoint, "folds": list(folds), "views": views, "top_k": TOP_K, "clips": records}
+    return update
 
 
 def update_key(path: Path, key: str, value: Any) -> None:
@@ -193,18 +117,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.views < 1:
         raise EvaluationError(f"--views must be at least 1, not {args.views}")
     predictor = Predictor.from_checkpoint(args.checkpoint, views=args.views)
-    all_clips = read_metadata(args.data_dir)
-    check_class_names(predictor, class_names_from_metadata(all_clips))
-    clips = select_folds(all_clips, args.folds)
-    metadata = predictor.checkpoint.metadata
-    trained_on = set(metadata.get("train_folds") or []) & set(args.folds)
+    trained_on = set(predictor.checkpoint.metadata.get("train_folds") or []) & set(args.folds)
     if trained_on:
         print(f"warning: the checkpoint was trained on fold(s) {sorted(trained_on)}; this accuracy is not a "
               "held-out score", file=sys.stderr)  # fmt: skip
-    records = score_clips(predictor, clips, max(1, args.batch_size))
-    confusion = confusion_from_records(records, len(predictor.class_names))
     label = _checkpoint_label(args.checkpoint)
-    return metrics(confusion, predictor.class_names, label, args.folds, metadata, args.views, records)
+    with tqdm(desc="evaluating", unit="clip", leave=False, disable=None) as bar:
+        return scoring.evaluate_folds(predictor, args.data_dir, args.folds, label, max(1, args.batch_size),
+                                      _progress(bar))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

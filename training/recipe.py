@@ -178,16 +178,3 @@ def lineage_of(source: str, parent: dict[str, Any]) -> list[dict[str, Any]]:
     stage = {"source": source, "recipe": parent.get("recipe"), "history": list(parent.get("history") or []),
              "epochs": parent.get("epochs_trained", len(parent.get("history") or []))}  # fmt: skip
     return [*(parent.get("lineage") or []), stage]
-
-
-def run_facts(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The training record's plain entries (numbers, strings, lists of them): what a metrics file copies
-    so that a reader, and the app's check that metrics and model belong together, know which run made
-    the model. Nested entries (recipe, history, initialised_from, lineage) stay in the checkpoint."""
-
-    def plain(value: Any) -> bool:
-        if isinstance(value, list):
-            return all(isinstance(item, (bool, int, float, str)) for item in value)
-        return isinstance(value, (bool, int, float, str)) or value is None
-
-    return {key: value for key, value in metadata.items() if plain(value)}

@@ -13,7 +13,7 @@ from audiocnn.inference import Prediction
 from audiocnn.labels import class_info
 from audiocnn.samples import SampleClip
 
-from . import state
+from . import resources, state
 from .plots import class_label
 
 SOURCE_ICONS = {"sample": "📦", "upload": "📄", "recording": "🎙️"}
@@ -115,7 +115,7 @@ def sidebar_summary() -> None:
     with st.sidebar:
         st.markdown(f"**Current clip**  \n{clip_title(clip)}")
         st.caption(clip_caption(clip))
-        result = state.latest_analysis(clip)
+        result = state.latest_analysis(clip, resources.predictor())
         if result is not None:
             st.caption(f"Prediction: {top_class(result.prediction)}")
 

@@ -19,13 +19,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from audiocnn.evaluation import CLIPS_KEY
 from audiocnn.heldout import ESC50_ENV, bundled_clips, esc50_setting_problem, find_clip, local_esc50_dir
 from audiocnn.inference import Predictor
 from audiocnn.labels import MAJOR_CATEGORIES, class_info
 
 from . import components, plots, resources, state
 
-CLIPS_KEY = "held_out_clips"
 TRUE_KEY = "confusion_true"
 PREDICTED_KEY = "confusion_predicted"
 CHART_KEY = "confusion_chart"

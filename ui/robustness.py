@@ -18,6 +18,7 @@ from audiocnn.inference import Predictor
 from audiocnn.robustness import RobustnessCurve, robustness_curves
 
 from . import components, state
+from .model_cache import model_key
 from .plots import class_label
 
 CLASS_COLOUR = "#F58518"
@@ -60,7 +61,7 @@ def robustness_figure(curves: Sequence[RobustnessCurve], class_names: Sequence[s
 
 def cached_curves(clip: state.Clip, model: Predictor, index: int, class_index: int) -> list[RobustnessCurve]:
     """The curves of one window and class, computed once per session (17 windows, one batched call)."""
-    key = (clip.id, index, class_index)
+    key = (model_key(model), clip.id, index, class_index)  # one model's curves are not another's
     store = st.session_state.setdefault(CACHE, {})
     if key not in store:
         while len(store) >= state.MAX_EXPLANATIONS:

@@ -9,6 +9,8 @@ activations and one 10-minute upload 53 MB of samples. A browser session stays b
 ``SESSION_MEMORY_MB``: ``MAX_ANALYSES`` analyses (about 245 MB), clips up to ``MAX_CLIP_BYTES``
 (128 MB), ``MAX_EXPLANATIONS`` Grad-CAM sets (about 13 MB); timelines, occlusions and the
 bookkeeping below (chosen windows, seen file ids) are a few MB at most, and each is bounded.
+Every cached result is keyed by the model that computed it (``model_key``): a session that
+switches checkpoints, or compares two, never sees one model's result as the other's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from audiocnn.inference import Analysis, Occlusion, Predictor
 from audiocnn.samples import SampleClip
 from audiocnn.timeline import MAX_WINDOWS, Timeline, TimelineScan
 from audiocnn.untrusted import load_untrusted
+
+from .model_cache import model_key
 
 CLIPS = "audiocnn_clips"
 CURRENT = "audiocnn_current_clip"
@@ -194,10 +198,11 @@ def timeline_scan(clip: Clip, model: Predictor) -> TimelineScan | None:
     (None for a clip no longer than the model's window)."""
     if clip.duration <= model.feature_config.clip_seconds:
         return None
-    scan = _recall(TIMELINES, clip.id)
+    key = (model_key(model), clip.id)  # each model scans for itself
+    scan = _recall(TIMELINES, key)
     if scan is None:
         scan = model.timeline_scan(clip.waveform, 1.0, max_windows=MAX_TIMELINE_WINDOWS)
-        _remember(TIMELINES, clip.id, scan, MAX_CLIPS)
+        _remember(TIMELINES, key, scan, MAX_CLIPS)
     return scan
 
 
@@ -268,7 +273,7 @@ def window_waveform(clip: Clip, model: Predictor, index: int) -> np.ndarray:
 def analysis(clip: Clip, model: Predictor, index: int | None = None) -> Analysis:
     """Prediction, activations and Grad-CAM of one window, computed once per session."""
     index = window_index(clip, model) if index is None else index
-    key = (clip.id, index)
+    key = (model_key(model), clip.id, index)
     cached = _recall(ANALYSES, key)
     if cached is None:
         cached = model.analyze(window_waveform(clip, model, index))
@@ -281,7 +286,7 @@ def explanation(clip: Clip, model: Predictor, index: int, class_index: int) -> d
     result = analysis(clip, model, index)
     if class_index == result.cam_class:
         return result.cams
-    key = (clip.id, index, class_index)
+    key = (model_key(model), clip.id, index, class_index)
     cached = _recall(EXPLANATIONS, key)
     if cached is None:
         cached = model.explain(result.waveform, class_index)
@@ -291,7 +296,7 @@ def explanation(clip: Clip, model: Predictor, index: int, class_index: int) -> d
 
 def occlusion(clip: Clip, model: Predictor, index: int, class_index: int) -> Occlusion:
     """The window's time occlusion for a class (22 forward passes), computed once per session."""
-    key = (clip.id, index, class_index)
+    key = (model_key(model), clip.id, index, class_index)
     cached = _recall(OCCLUSIONS, key)
     if cached is None:
         cached = model.occlusion(analysis(clip, model, index).waveform, class_index)
@@ -299,7 +304,8 @@ def occlusion(clip: Clip, model: Predictor, index: int, class_index: int) -> Occ
     return cached
 
 
-def latest_analysis(clip: Clip) -> Analysis | None:
-    """The most recently used analysis of a clip, without computing one."""
-    found = [result for (clip_id, _), result in _store(ANALYSES).items() if clip_id == clip.id]
+def latest_analysis(clip: Clip, model: Predictor) -> Analysis | None:
+    """The most recently used analysis of a clip by ``model``, without computing one."""
+    wanted = (model_key(model), clip.id)
+    found = [result for (model_id, clip_id, _), result in _store(ANALYSES).items() if (model_id, clip_id) == wanted]
     return found[-1] if found else None
