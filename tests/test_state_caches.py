@@ -46,6 +46,9 @@ def test_clips_are_bounded_by_count_and_by_bytes(session) -> None:
     assert sum(c.waveform.nbytes for c in kept) <= state.MAX_CLIP_BYTES
     assert [c.id for c in kept] == ["long6", "long7"] and state.current_clip().id == "long7"
     assert set(session[state.WINDOWS]) == {"long6", "long7"}  # a forgotten clip's chosen window goes with it
+    session[state.TIMELINES] = {("model", "long6"): "scan", ("model", "long7"): "scan"}
+    state.add_clip(clip("long8", 600.0))
+    assert set(session[state.TIMELINES]) == {("model", "long7")}  # and its timeline scans, for every model
 
 
 def test_the_clip_on_screen_and_the_newest_stay_whatever_their_size(session, monkeypatch) -> None:

@@ -116,10 +116,10 @@ def remember_clip(clip: Clip) -> Clip:
     kept = {clip.id, current}
     while sum(c.waveform.nbytes for c in store.values()) > MAX_CLIP_BYTES and len(store) > len(kept & set(store)):
         del store[next(clip_id for clip_id in store if clip_id not in kept)]
-    for key in (WINDOWS, TIMELINES):
+    for key in (WINDOWS, TIMELINES):  # keyed by clip id, or by (model, clip id)
         per_clip = _store(key)
-        for clip_id in [clip_id for clip_id in per_clip if clip_id not in store]:
-            del per_clip[clip_id]
+        for item in [item for item in per_clip if (item[-1] if isinstance(item, tuple) else item) not in store]:
+            del per_clip[item]
     return clip
 
 
