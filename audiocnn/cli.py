@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     predict = sub.add_parser("predict", help="classify audio files")
     predict.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    predict.add_argument("--top-k", type=int, default=5, help="classes to list per file (1-50, default 5)")
+    predict.add_argument("--top-k", type=int, default=5,
+                         help="classes to list per file (default 5; 0 or less lists every class)")  # fmt: skip
     predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
     predict.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the shipped model)")
     return parser

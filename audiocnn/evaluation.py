@@ -21,11 +21,18 @@ from .inference import TEST_TIME_VIEWS, Predictor
 BATCH_SIZE = 32
 """Clips decoded and classified together: bounds memory while keeping the model busy."""
 
-TRAINING_FIELDS = (
-    "epochs", "epochs_trained", "selected_epoch", "seed", "train_folds", "val_folds", "test_folds",
-    "selection", "training_seconds", "code_version", "device", "devices",
-)  # fmt: skip
-"""Checkpoint metadata copied into the metrics so a reader knows what produced the model."""
+
+def run_facts(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The training record's plain entries (numbers, strings, lists of them): what a metrics file copies
+    so that a reader, and the app's check that metrics and model belong together, know which run made
+    the model. Nested entries (recipe, history, initialised_from, lineage) stay in the checkpoint."""
+
+    def plain(value: Any) -> bool:
+        if isinstance(value, list):
+            return all(isinstance(item, (bool, int, float, str)) for item in value)
+        return isinstance(value, (bool, int, float, str)) or value is None
+
+    return {key: value for key, value in metadata.items() if plain(value)}
 
 
 TOP_K = 5
@@ -125,7 +132,7 @@ def metrics(
         "confusion": confusion.tolist(),
         "class_names": list(class_names),
         "history": list(metadata.get("history") or []),
-        "training": {key: metadata[key] for key in TRAINING_FIELDS if key in metadata},
+        "training": run_facts(metadata),
     }
     if records is not None:
         document[CLIPS_KEY] = clips_document(records, checkpoint, folds, views)

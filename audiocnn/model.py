@@ -16,6 +16,21 @@ from torch import nn
 
 Activations = dict[str, torch.Tensor]
 
+# The activation names ``forward`` captures, in forward order; browsers and plots read these, never spell them.
+STEM_NODES = ("stem.conv", "stem.bn", "stem.relu", "stem")
+"""The stem's captures: convolution, batch-norm, ReLU and the stem's output (after its max-pool, if any)."""
+BLOCK_PARTS = ("conv1", "bn1", "relu1", "conv2", "bn2", "shortcut", "out")
+"""A residual block's captures, ``layerN.blockM.<part>``."""
+NONNEGATIVE_PARTS = ("relu", "relu1", "out")
+"""Last name parts of the captures that come out of a ReLU."""
+HEAD_NODES = ("pool", "logits")
+"""The captures after the last stage: the pooled features and the class scores."""
+
+
+def block_name(stage: str, index: int) -> str:
+    """``layer2``, 0 -> ``layer2.block0``."""
+    return f"{stage}.block{index}"
+
 
 POOLINGS = {
     "mean": "global average pool",
@@ -119,10 +134,7 @@ class ResidualBlock(nn.Module):
         shortcut = self.shortcut(x)
         out = (bn2 + shortcut).relu_()
         if capture is not None:
-            for name, value in (
-                ("conv1", conv1), ("bn1", bn1), ("relu1", relu1), ("conv2", conv2),
-                ("bn2", bn2), ("shortcut", shortcut), ("out", out),
-            ):  # fmt: skip
+            for name, value in zip(BLOCK_PARTS, (conv1, bn1, relu1, conv2, bn2, shortcut, out), strict=True):
                 capture[f"{prefix}.{name}"] = value
         return out
 
@@ -186,35 +198,76 @@ class AudioCNN(nn.Module):
         stem_relu = relu(stem_bn) if capture is not None else torch.relu_(stem_bn)
         x = pool(stem_relu)
         if capture is not None:
-            capture.update({"stem.conv": stem_conv, "stem.bn": stem_bn, "stem.relu": stem_relu, "stem": x})
+            capture.update(zip(STEM_NODES, (stem_conv, stem_bn, stem_relu, x), strict=True))
         for stage_index, stage in enumerate(self.stages):
             stage_name = self.stage_name(stage_index)
             for block_index, block in enumerate(stage):
-                block_name = f"{stage_name}.block{block_index}"
-                x = block(x, capture, block_name)
+                name = block_name(stage_name, block_index)
+                x = block(x, capture, name)
                 if capture is not None:
-                    capture[block_name] = x
+                    capture[name] = x
             if capture is not None:
                 capture[stage_name] = x
         pooled = self._pool(x)
         logits = self.head(self.dropout(pooled))
         if capture is None:
             return logits
-        capture["pool"] = pooled
-        capture["logits"] = logits
+        capture.update(zip(HEAD_NODES, (pooled, logits), strict=True))
         return logits, capture
 
 
 def activation_tree(config: ModelConfig) -> dict[str, dict[str, list[str]]]:
     """Stage -> block -> sub-layer names, in forward order, for browsing UIs."""
-    tree: dict[str, dict[str, list[str]]] = {"stem": {"stem": ["stem.conv", "stem.bn", "stem.relu", "stem"]}}
-    sublayers = ("conv1", "bn1", "relu1", "conv2", "bn2", "shortcut", "out")
+    tree: dict[str, dict[str, list[str]]] = {"stem": {"stem": list(STEM_NODES)}}
     for stage_index, count in enumerate(config.blocks):
         stage = AudioCNN.stage_name(stage_index)
         tree[stage] = {
-            f"{stage}.block{b}": [f"{stage}.block{b}.{s}" for s in sublayers] for b in range(count)
+            block_name(stage, b): [f"{block_name(stage, b)}.{part}" for part in BLOCK_PARTS] for b in range(count)
         }
     return tree
+
+
+def architecture(model: AudioCNN, input_shape: tuple[int, int]) -> list[dict[str, Any]]:
+    """One row per capture, in forward order: the node, the module that makes it, its output shape for a
+    log-mel of ``input_shape`` (mels, frames), and its parameter count. The Model page shows this table."""
+    with torch.inference_mode():
+        _, activations = model(torch.zeros(1, 1, *input_shape), return_activations=True)
+    conv, bn, relu, pool = model.stem
+    rows: list[tuple[str, str, tuple[int, ...] | None, nn.Module | None]] = [
+        ("input", "log-mel (dB), input batch-norm", (1, *input_shape), model.input_norm)
+    ]
+    rows += [(node, describe_module(module), None, module) for node, module in zip(STEM_NODES, (conv, bn, relu, pool))]
+    for stage_index, stage in enumerate(model.stages):
+        for block_index, block in enumerate(stage):
+            prefix = block_name(model.stage_name(stage_index), block_index)
+            for part in BLOCK_PARTS:
+                module = getattr(block, part, None)  # the ReLUs and the sum are functions, not modules
+                kind = describe_module(module) if module is not None else ("ReLU" if part != "out" else "add + ReLU")
+                rows.append((f"{prefix}.{part}", kind, None, module))
+    rows += [("pool", POOLINGS[model.config.pooling], None, None), ("logits", describe_module(model.head), None,
+                                                                       model.head)]  # fmt: skip
+    return [{"node": node, "module": kind, "output shape": " × ".join(map(str, shape or activations[node].shape[1:])),
+             "parameters": count_parameters(module) if module is not None else 0}
+            for node, kind, shape, module in rows]  # fmt: skip
+
+
+def describe_module(module: nn.Module) -> str:
+    if isinstance(module, nn.Conv2d):
+        k, s = module.kernel_size, module.stride
+        return f"Conv2d {module.in_channels}→{module.out_channels}, {k[0]}×{k[1]}, stride {s[0]}"
+    if isinstance(module, nn.BatchNorm2d):
+        return f"BatchNorm2d({module.num_features})"
+    if isinstance(module, nn.MaxPool2d):
+        return f"MaxPool2d {module.kernel_size}×{module.kernel_size}, stride {module.stride}"
+    if isinstance(module, nn.Linear):
+        return f"Linear {module.in_features}→{module.out_features}"
+    if isinstance(module, nn.ReLU):
+        return "ReLU"
+    if isinstance(module, nn.Identity):
+        return "identity"
+    if isinstance(module, nn.Sequential):
+        return "projection: " + ", ".join(describe_module(m) for m in module)
+    return type(module).__name__
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -21,7 +21,6 @@ import numpy as np
 import soundfile as sf
 import soxr
 import torch
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from audiocnn.audio import fit_to_length
@@ -29,9 +28,9 @@ from audiocnn.features import FeatureConfig, LogMel
 from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.precision import bf16_pays_off
 from audiocnn.samples import SampleClip
-from training.augment import augment_batch
 from training.data import Clip, compute_logmels, read_metadata, select_folds
-from training.loop import TrainConfig, build_optimizer
+from training.loop import build_optimizer, train_step
+from training.recipe import TrainConfig
 
 from .plan import Plan
 
@@ -84,7 +83,6 @@ class Trainer:
     def __init__(self, model_config: ModelConfig, batches: Batches, autocast: bool, channels_last: bool,
                  seed: int) -> None:  # fmt: skip
         self.recipe = TrainConfig(data_dir="", out_dir="")
-        self.num_classes = model_config.num_classes
         self.batches, self.autocast, self.channels_last = batches, autocast, channels_last
         torch.manual_seed(seed)
         model = AudioCNN(model_config).train()
@@ -95,21 +93,13 @@ class Trainer:
         self.fetch_seconds: list[float] = []
 
     def step(self, timed: bool) -> None:
-        """Fetch a batch, augment, forward, backward, update: ``training.loop``'s inner loop (LR schedule aside)."""
+        """Fetch a batch, then ``training.loop.train_step`` itself (augment, forward, backward, update;
+        the LR schedule aside), so the figures measure the code that trains."""
         start = time.perf_counter()
         x, y = next(self.batches)
         fetched = time.perf_counter()
-        x, targets = augment_batch(x, y, self.num_classes, self.recipe.augment, self.generator)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model(x).float()
-        smoothing = self.recipe.label_smoothing
-        smoothed = targets * (1 - smoothing) + smoothing / targets.shape[1]
-        loss = torch.sum(-smoothed * F.log_softmax(logits, dim=1), dim=1).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        loss, _ = train_step(self.model, self.optimizer, x, y, self.recipe.augment, self.recipe.label_smoothing,
+                             self.generator, self.autocast, self.channels_last)  # fmt: skip
         loss.item()
         if timed:
             self.step_seconds.append(time.perf_counter() - start)

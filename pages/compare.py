@@ -7,6 +7,7 @@ from audiocnn.inference import Prediction
 from ui import components, model_compare, plots, resources, state
 from ui.axes import input_axes, map_axes, node_strides
 from ui.layers import browsable_nodes, is_nonnegative
+from ui.similarity import layer_similarities
 
 model = resources.predictor()
 config = model.feature_config
@@ -63,15 +64,6 @@ def _contrast(choices: dict[str, state.Clip | str], first: str) -> str:
     return others[0] if others else next(name for name in choices if name != first)
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity; two silent (all-zero) maps are identical, one silent map shares nothing with a live one."""
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    norm_a, norm_b = np.linalg.norm(a), np.linalg.norm(b)
-    if norm_a == 0 or norm_b == 0:
-        return 1.0 if norm_a == norm_b else 0.0
-    return float(a @ b / (norm_a * norm_b))
-
-
 def _two_clips() -> None:
     st.markdown("### Two clips, layer by layer")
     choices = _clip_choices()
@@ -106,11 +98,9 @@ def _two_clips() -> None:
     components.chart(plots.probability_comparison_figure(both, probabilities))
 
     nodes = browsable_nodes(model.model_config)
-    spatial = [_cosine(result_a.activations[n], result_b.activations[n]) for n in nodes]
-    pooled = [_cosine(result_a.activations[n].mean(axis=(1, 2)), result_b.activations[n].mean(axis=(1, 2)))
-              for n in nodes]  # fmt: skip
+    series = layer_similarities(result_a.activations, result_b.activations, nodes)
+    spatial = series["whole maps"]
     st.markdown("**Where the representations diverge**")
-    series = {"whole maps": spatial, "channel means (ignores where/when)": pooled}
     components.chart(plots.similarity_figure(nodes, series))
     lowest = nodes[int(np.argmin(spatial))]
     verdict = (

@@ -17,7 +17,7 @@ from audiocnn.model import AudioCNN
 from training.augment import AugmentConfig
 from training.crossval import FOLDS, CrossValidationError, fold_config, fold_finished, main, summarize
 from training.evaluate import EvaluationError
-from training.loop import TrainConfig
+from training.recipe import TrainConfig
 
 
 def test_each_fold_is_held_out_from_its_own_training_set(tmp_path: Path) -> None:
@@ -107,17 +107,6 @@ def test_run_trains_the_named_model_size(monkeypatch, tmp_path: Path) -> None:
     (base, folds), = seen
     assert folds == [3] and not base.model.stem_pool and base.cache_dir == str(tmp_path / "cache")
     assert base.features == FeatureConfig() and base.augment == AugmentConfig() and base.ema_decay == 0
-
-
-def test_run_defaults_are_the_recipe_defaults(monkeypatch, tmp_path: Path) -> None:
-    """``--seed`` and ``--freq-shift`` read the dataclasses' defaults instead of repeating them."""
-    seen = []
-    monkeypatch.setattr("training.crossval.run", lambda base, out, folds: seen.append(base))
-    monkeypatch.setattr(TrainConfig, "seed", 3)
-    monkeypatch.setattr(AugmentConfig, "max_freq_shift", 2)
-    assert main(["run", "--data-dir", "d", "--out", str(tmp_path)]) == 0
-    (base,) = seen
-    assert base.seed == 3 and base.augment.max_freq_shift == 2
 
 
 def test_run_passes_the_recipe_options(monkeypatch, tmp_path: Path) -> None:

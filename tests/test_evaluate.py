@@ -58,7 +58,7 @@ def test_json_schema_and_counts(capsys, tiny_checkpoint, tiny_esc50, tmp_path):
     assert result["accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
     assert list(result["per_class"]) == list(CLASS_NAMES)
     assert [result["per_class"][n] for n in CLASS_NAMES] == pytest.approx(np.diag(confusion).tolist())
-    assert result["history"] == [] and result["training"] == {}  # the tiny checkpoint has no training record
+    assert result["history"] == [] and result["training"] == {"note": "test"}  # the tiny checkpoint's only record
     assert json.loads(output.read_text()) == result
 
 

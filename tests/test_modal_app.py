@@ -7,8 +7,10 @@ from pathlib import Path
 import modal
 import pytest
 
-import training.train as modal_app
-from training.loop import TrainConfig
+import training.modal_app as modal_app
+from audiocnn.features import FeatureConfig
+from training.augment import AugmentConfig
+from training.recipe import TrainConfig, model_config
 
 
 class FakeVolume:
@@ -71,7 +73,7 @@ def test_single_run_layout(monkeypatch, capsys):
     (config,) = remote.configs
     assert config.out_dir == "/runs/try1/fold5" and config.epochs == 7
     assert config.train_folds == (1, 2, 3) and config.val_folds == (4,) and config.test_folds == (5,)
-    assert config.model == modal_app.model_config("small")
+    assert config.model == model_config("small")
     assert remote.kwargs == {"resume": False}
     assert "audiocnn-runs: /try1/fold5/best.pt" in capsys.readouterr().out
 
@@ -81,8 +83,8 @@ def test_recipe_options_reach_the_remote_run(monkeypatch):
     assert config.ema_decay == 0.999 and config.augment.max_freq_shift == 4
     assert config.features.hop_length == 256 and config.augment.time_mask_width == 64
     (plain,) = run_entrypoint(monkeypatch).configs
-    assert plain.ema_decay == 0.0 and plain.augment == modal_app.AugmentConfig()
-    assert plain.features == modal_app.FeatureConfig()
+    assert plain.ema_decay == 0.0 and plain.augment == AugmentConfig()
+    assert plain.features == FeatureConfig()
     remote = FakeRemote()
     monkeypatch.setattr(modal_app, "train_remote", remote)
     with pytest.raises(ValueError, match="ema_decay must be at least 0 and below 1"):

@@ -8,7 +8,7 @@ import torch
 from conftest import TINY_MODEL
 
 from audiocnn.model import AudioCNN, ModelConfig, ModelConfigError, activation_tree, count_parameters
-from training.loop import TrainConfig
+from training.recipe import TrainConfig
 
 RECIPE_ARCHITECTURE = TrainConfig(data_dir="", out_dir="").model
 

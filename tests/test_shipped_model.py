@@ -33,7 +33,7 @@ def test_shipped_checkpoint_is_self_describing_and_never_saw_fold_5(shipped_chec
 
 
 def test_a_plain_training_run_builds_the_shipped_architecture(shipped_checkpoint: Path) -> None:
-    from training.loop import SHIPPED_MODEL_SIZE, TrainConfig, model_config
+    from training.recipe import SHIPPED_MODEL_SIZE, TrainConfig, model_config
 
     shipped = load_checkpoint(shipped_checkpoint).model_config
     assert shipped == model_config(SHIPPED_MODEL_SIZE) == TrainConfig(data_dir="d", out_dir="o").model

@@ -18,7 +18,8 @@ from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import ModelConfig
 from training.augment import AugmentConfig
 from training.data import DatasetError
-from training.loop import TrainConfig, device_spans, model_config, train
+from training.loop import device_spans, train
+from training.recipe import TrainConfig, model_config
 from training.train import main, parse_args
 
 FEATURES = FeatureConfig(clip_seconds=1.0, n_mels=32)
@@ -298,17 +299,6 @@ def test_command_line_options(capsys):
         model_config("huge")
     config, _ = parse_args(["--data-dir", "d", "--out", "o", "--model-size", "resnet18"])
     assert config.model == ModelConfig(**{**model_config("fullres").to_dict(), "stem_pool": True})
-
-
-def test_command_line_defaults_are_the_recipe_defaults(monkeypatch):
-    """The options read ``TrainConfig``'s defaults instead of repeating them, so a changed default reaches the CLI."""
-    config, _ = parse_args(["--data-dir", "d", "--out", "o"])
-    assert config == TrainConfig(data_dir="d", out_dir="o", cache_dir=str(Path("o") / "cache"))
-    changed = {"batch_size": 16, "lr": 1e-3, "weight_decay": 0.01, "seed": 3, "device": "cpu"}
-    for name, value in changed.items():
-        monkeypatch.setattr(TrainConfig, name, value)
-    config, _ = parse_args(["--data-dir", "d", "--out", "o"])
-    assert {name: getattr(config, name) for name in changed} == changed
 
 
 def test_device_spans_say_which_machine_trained_which_epochs():

@@ -18,25 +18,15 @@ from typing import Any
 import numpy as np
 
 from audiocnn.checkpoint import CheckpointError, read_payload
-from audiocnn.features import FeatureConfig
 from audiocnn.inference import Predictor
 
-from .augment import AugmentConfig
 from .data import FOLDS, DatasetError, class_names_from_metadata, read_metadata, select_folds
 from .evaluate import EvaluationError, check_class_names, evaluate
-from .loop import (
-    MODEL_SIZES,
-    RESUME_FIXED,
-    SHIPPED_MODEL_SIZE,
-    ResumeError,
-    TrainConfig,
-    comparable_recipe,
-    front_end_and_augment,
-    model_config,
-    train,
-)
+from .loop import ResumeError, train
+from .options import add_recipe_options, fold_start, recipe_settings
+from .recipe import FOLD_KEYS, RECIPE_KEYS, TrainConfig, comparable_recipe
 
-RECIPE_KEYS = tuple(key for key in RESUME_FIXED if key not in ("train_folds", "val_folds", "test_folds"))
+SHARED_KEYS = tuple(key for key in RECIPE_KEYS if key not in FOLD_KEYS)
 """Settings every fold of one cross-validation must share (only the held-out fold differs)."""
 
 
@@ -45,10 +35,12 @@ class CrossValidationError(ValueError):
 
 
 def fold_config(base: TrainConfig, test_fold: int, out_dir: Path) -> TrainConfig:
-    """The recipe of ``base`` with ``test_fold`` held out and every other fold trained on."""
+    """The recipe of ``base`` with ``test_fold`` held out and every other fold trained on; a start
+    checkpoint (``init_from``) must name each fold's own with ``{fold}``."""
     return replace(
         base, out_dir=str(out_dir / f"fold{test_fold}"), test_folds=(test_fold,), val_folds=(),
         train_folds=tuple(f for f in FOLDS if f != test_fold),
+        init_from=fold_start(base.init_from or "", test_fold, several_folds=True),
     )  # fmt: skip
 
 
@@ -96,11 +88,11 @@ def summarize(out_dir: Path, data_dir: str) -> dict[str, Any]:
         if not schedule_done(predictor.checkpoint.metadata):
             continue
         saved = comparable_recipe(predictor.checkpoint.metadata.get("recipe", {}))
-        fold_recipe = {key: saved.get(key) for key in RECIPE_KEYS}
+        fold_recipe = {key: saved.get(key) for key in SHARED_KEYS}
         if recipe is None:
             recipe = fold_recipe
         elif fold_recipe != recipe:
-            changed = ", ".join(key for key in RECIPE_KEYS if fold_recipe[key] != recipe[key])
+            changed = ", ".join(key for key in SHARED_KEYS if fold_recipe[key] != recipe[key])
             raise CrossValidationError(f"fold {fold} was trained with other settings ({changed}) than the "
                                        "folds before it; cross-validate one recipe per --out folder")  # fmt: skip
         check_class_names(predictor, class_names)
@@ -120,10 +112,10 @@ def summarize(out_dir: Path, data_dir: str) -> dict[str, Any]:
 def base_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
     """The recipe the ``run`` options ask for; settings that check themselves fail as usage errors."""
     try:
-        return TrainConfig(data_dir=args.data_dir, out_dir=str(args.out), epochs=args.epochs, seed=args.seed,
-                           model=model_config(args.model_size), cache_dir=str(args.out / "cache"),
-                           ema_decay=args.ema_decay,
-                           **front_end_and_augment(args.hop_length, args.freq_shift))  # fmt: skip
+        config = TrainConfig(data_dir=args.data_dir, out_dir=str(args.out), cache_dir=str(args.out / "cache"),
+                             **recipe_settings(args))  # fmt: skip
+        fold_config(config, args.folds[0], args.out)  # a start without {fold} is refused before any fold trains
+        return config
     except ValueError as error:
         parser.error(str(error))
 
@@ -132,13 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.crossval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="train the held-out-fold models")
-    run_parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     run_parser.add_argument("--folds", type=int, nargs="+", default=list(FOLDS))
-    run_parser.add_argument("--seed", type=int, default=TrainConfig.seed)
-    run_parser.add_argument("--model-size", default=SHIPPED_MODEL_SIZE, choices=sorted(MODEL_SIZES))
-    run_parser.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay)
-    run_parser.add_argument("--freq-shift", type=int, default=AugmentConfig.max_freq_shift)
-    run_parser.add_argument("--hop-length", type=int, default=FeatureConfig.hop_length)
+    add_recipe_options(run_parser)
     summary_parser = sub.add_parser("summarize", help="evaluate finished folds, update a metrics file")
     summary_parser.add_argument("--metrics", type=Path, help="metrics JSON to add the 'cv' entry to")
     for sub_parser in (run_parser, summary_parser):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audiocnn.features import FeatureConfig
-from audiocnn.model import AudioCNN, activation_tree
+from audiocnn.model import STEM_NODES, AudioCNN, activation_tree
 
 NICE_HZ = (100, 500, 1000, 2000, 4000, 8000)
 """Frequencies labelled on the mel axis (ticks), when they fall inside the band."""
@@ -75,7 +75,7 @@ def node_strides(model: AudioCNN) -> dict[str, tuple[int, int]]:
     conv_stride = _pair(conv.stride)
     pool_stride = _pair(getattr(pool, "stride", 1))  # an identity when the model has no stem pool
     total = (conv_stride[0] * pool_stride[0], conv_stride[1] * pool_stride[1])
-    strides = {"stem.conv": conv_stride, "stem.bn": conv_stride, "stem.relu": conv_stride, "stem": total}
+    strides = {**dict.fromkeys(STEM_NODES[:-1], conv_stride), STEM_NODES[-1]: total}
     tree = activation_tree(model.config)
     for index, stage in enumerate(model.stages):
         step = _pair(stage[0].conv1.stride)

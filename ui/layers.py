@@ -6,14 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audiocnn.model import ModelConfig, activation_tree
-
-RELU_SUFFIXES = ("relu", "relu1", "out")
+from audiocnn.model import NONNEGATIVE_PARTS, ModelConfig, activation_tree
 
 
 def is_nonnegative(node: str) -> bool:
     """Whether a node's values come out of a ReLU (the stem's max-pool keeps them >= 0)."""
-    return node == "stem" or node.rsplit(".", 1)[-1] in RELU_SUFFIXES
+    return node == "stem" or node.rsplit(".", 1)[-1] in NONNEGATIVE_PARTS
 
 
 def browsable_nodes(config: ModelConfig) -> list[str]:

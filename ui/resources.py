@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
 from audiocnn.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
 from audiocnn.inference import Predictor
-from audiocnn.model import POOLINGS, count_parameters
+from audiocnn.model import architecture as describe_architecture
 from audiocnn.samples import SampleClip, list_samples
 
 from . import model_choice
@@ -200,45 +199,5 @@ def architecture() -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=MAX_MODELS)
 def _architecture(key: str, _model: Predictor) -> pd.DataFrame:
-    model = _model
-    net = model.model
-    config = model.feature_config
-    with torch.inference_mode():
-        _, activations = net(torch.zeros(1, 1, config.n_mels, config.num_frames), return_activations=True)
-    conv, bn, relu, pool = net.stem
-    rows = [("input", "log-mel (dB), input batch-norm", (1, config.n_mels, config.num_frames), net.input_norm)]
-    rows += [("stem.conv", _describe(conv), None, conv), ("stem.bn", _describe(bn), None, bn),
-             ("stem.relu", "ReLU", None, relu), ("stem", _describe(pool), None, pool)]  # fmt: skip
-    for stage_index, stage in enumerate(net.stages):
-        for block_index, block in enumerate(stage):
-            prefix = f"{net.stage_name(stage_index)}.block{block_index}"
-            for part in ("conv1", "bn1", "conv2", "bn2", "shortcut"):
-                module = getattr(block, part)
-                rows.append((f"{prefix}.{part}", _describe(module), None, module))
-            rows.append((f"{prefix}.out", "add + ReLU", None, None))
-    rows += [("pool", POOLINGS[net.config.pooling], None, None), ("logits", _describe(net.head), None, net.head)]
-    table = []
-    for node, kind, shape, module in rows:
-        shape = shape or tuple(activations[node].shape[1:])
-        table.append({
-            "node": node, "module": kind, "output shape": " × ".join(map(str, shape)),
-            "parameters": count_parameters(module) if module is not None else 0,
-        })  # fmt: skip
-    return pd.DataFrame(table)
-
-
-def _describe(module: torch.nn.Module) -> str:
-    if isinstance(module, torch.nn.Conv2d):
-        k, s = module.kernel_size, module.stride
-        return f"Conv2d {module.in_channels}→{module.out_channels}, {k[0]}×{k[1]}, stride {s[0]}"
-    if isinstance(module, torch.nn.BatchNorm2d):
-        return f"BatchNorm2d({module.num_features})"
-    if isinstance(module, torch.nn.MaxPool2d):
-        return f"MaxPool2d {module.kernel_size}×{module.kernel_size}, stride {module.stride}"
-    if isinstance(module, torch.nn.Linear):
-        return f"Linear {module.in_features}→{module.out_features}"
-    if isinstance(module, torch.nn.Identity):
-        return "identity"
-    if isinstance(module, torch.nn.Sequential):
-        return "projection: " + ", ".join(_describe(m) for m in module)
-    return type(module).__name__
+    config = _model.feature_config
+    return pd.DataFrame(describe_architecture(_model.model, (config.n_mels, config.num_frames)))

@@ -5,9 +5,12 @@ Analyze is the one Layers and Compare show. Each (clip, window) is analysed once
 forward passes of its test-time views and one backward pass give the prediction, every
 activation and Grad-CAM for every stage); reruns and other pages reuse that result.
 Caches are small LRUs because one analysis of the shipped model holds about 61 MB of
-activations: ``MAX_ANALYSES`` bounds a browser session near 250 MB. Every cached result is
-keyed by the model that computed it (``model_key``): a session that switches checkpoints, or
-compares two, never sees one model's result as the other's.
+activations and one 10-minute upload 53 MB of samples. A browser session stays below
+``SESSION_MEMORY_MB``: ``MAX_ANALYSES`` analyses (about 245 MB), clips up to ``MAX_CLIP_BYTES``
+(128 MB), ``MAX_EXPLANATIONS`` Grad-CAM sets (about 13 MB); timelines, occlusions and the
+bookkeeping below (chosen windows, seen file ids) are a few MB at most, and each is bounded.
+Every cached result is keyed by the model that computed it (``model_key``): a session that
+switches checkpoints, or compares two, never sees one model's result as the other's.
 """
 
 from __future__ import annotations
@@ -43,8 +46,14 @@ INPUT_ERROR = "audiocnn_input_error"
 SEEN_INPUTS = "audiocnn_seen_inputs"
 
 MAX_CLIPS = 8
+MAX_CLIP_BYTES = 128 * 2**20
+"""Samples of the remembered clips together: two 10-minute uploads and change (the newest clip always stays)."""
 MAX_ANALYSES = 4  # Compare's two clips, the clip on screen and one more window
 MAX_EXPLANATIONS = 24
+MAX_SEEN_INPUTS = 64
+"""Widget file ids remembered as already ingested: far more than the widgets hold at once."""
+SESSION_MEMORY_MB = 400
+"""What one browser session's caches hold at most (the module docstring sums it; a test measures it)."""
 MAX_TIMELINE_WINDOWS = MAX_WINDOWS
 """Windows in a timeline at most (the library's cap, which the CLI uses too): the hop grows beyond
 1 s for recordings over 154 s."""
@@ -74,6 +83,7 @@ def _store(key: str) -> OrderedDict:
 
 
 def _remember(key: str, item_key: Any, value: Any, limit: int) -> None:
+    """Keep ``value`` as the most recently used entry; forget the least recently used beyond ``limit``."""
     store = _store(key)
     store[item_key] = value
     store.move_to_end(item_key)
@@ -95,17 +105,27 @@ def clips() -> list[Clip]:
 
 
 def remember_clip(clip: Clip) -> Clip:
-    """Keep a clip among the session's (the oldest beyond ``MAX_CLIPS`` is forgotten) without showing it:
-    Compare offers it next to the current clip."""
+    """Keep a clip among the session's without showing it: Compare offers it next to the current clip.
+
+    The oldest clips are forgotten beyond ``MAX_CLIPS`` or ``MAX_CLIP_BYTES`` of samples, never the clip
+    on screen or this one, and with them go their chosen windows and timelines."""
     store = _store(CLIPS)
-    if st.session_state.get(CURRENT) in store:  # the clip on screen is never the one forgotten
-        store.move_to_end(st.session_state[CURRENT])
+    current = st.session_state.get(CURRENT)
+    if current in store:  # the clip on screen is never the one forgotten
+        store.move_to_end(current)
     _remember(CLIPS, clip.id, clip, MAX_CLIPS)
+    kept = {clip.id, current}
+    while sum(c.waveform.nbytes for c in store.values()) > MAX_CLIP_BYTES and len(store) > len(kept & set(store)):
+        del store[next(clip_id for clip_id in store if clip_id not in kept)]
+    for key in (WINDOWS, TIMELINES):  # keyed by clip id, or by (model, clip id)
+        per_clip = _store(key)
+        for item in [item for item in per_clip if (item[-1] if isinstance(item, tuple) else item) not in store]:
+            del per_clip[item]
     return clip
 
 
 def add_clip(clip: Clip) -> Clip:
-    """Remember a clip (the oldest beyond ``MAX_CLIPS`` is forgotten) and make it the one on screen."""
+    """Remember a clip (``remember_clip``) and make it the one on screen."""
     remember_clip(clip)
     st.session_state[CURRENT] = clip.id
     return clip
@@ -159,10 +179,9 @@ def ingest(data: bytes, name: str, source: str, model: Predictor) -> Clip | None
 
 def is_new_input(file_id: str) -> bool:
     """True the first time a widget's file id is seen: later reruns must not re-ingest (or re-select) it."""
-    seen = st.session_state.setdefault(SEEN_INPUTS, set())
-    if file_id in seen:
+    if _recall(SEEN_INPUTS, file_id) is not None:
         return False
-    seen.add(file_id)
+    _remember(SEEN_INPUTS, file_id, True, MAX_SEEN_INPUTS)
     return True
 
 
@@ -225,16 +244,14 @@ def window_index(clip: Clip, model: Predictor) -> int:
     result = timeline(clip, model)
     if result is None:
         return 0
-    windows = st.session_state.setdefault(WINDOWS, {})
-    for known in [key for key in windows if key not in _store(CLIPS)]:  # forgotten clips' choices go too
-        del windows[known]
+    windows = _store(WINDOWS)  # a forgotten clip's choice goes with it (remember_clip)
     if clip.id not in windows:
         windows[clip.id] = default_window(result)
     return min(windows[clip.id], len(result.starts) - 1)
 
 
 def set_window_index(clip: Clip, index: int) -> None:
-    st.session_state.setdefault(WINDOWS, {})[clip.id] = int(index)
+    _store(WINDOWS)[clip.id] = int(index)
 
 
 def window_span(clip: Clip, model: Predictor, index: int) -> tuple[float, float]:
