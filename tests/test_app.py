@@ -30,6 +30,7 @@ from audiocnn.model import AudioCNN, ModelConfig
 from audiocnn.precision import bf16_pays_off
 from audiocnn.samples import list_samples
 from ui import state
+from ui.model_cache import model_key
 from ui.plots import class_label
 
 TIMEOUT = 120  # seconds per script run: the first one loads the model (AppTest's default is 3 s)
@@ -225,7 +226,8 @@ def test_a_stopped_scan_keeps_its_windows_and_resumes_where_it_stopped(predictor
     upload(at, "minute.wav", data)
     check_clean(at)
     assert any("Scan stopped after 0 of 56 windows" in i.value for i in at.info)
-    scan = at.session_state[state.TIMELINES][digest]
+    key = (model_key(predictor), digest)  # scans are kept per model and clip
+    scan = at.session_state[state.TIMELINES][key]
     scan.step()  # one batch done (what a run interrupted by Stop or by leaving the page leaves behind)
     at.run()
     assert any(f"Scan stopped after {scan.done} of 56 windows" in i.value for i in at.info)
@@ -233,7 +235,7 @@ def test_a_stopped_scan_keeps_its_windows_and_resumes_where_it_stopped(predictor
     assert any(f"{scan.done} overlapping 5-second windows scanned so far" in c.value for c in at.caption)
     at.button(key=f"resume_{digest}").click().run()
     check_clean(at)
-    assert at.session_state[state.TIMELINES][digest] is scan and scan.finished  # the same scan, continued
+    assert at.session_state[state.TIMELINES][key] is scan and scan.finished  # the same scan, continued
     assert len(window_slider(at).options) == 56 and not at.info
     waveform = load_audio(data, predictor.feature_config.sample_rate)
     np.testing.assert_allclose(scan.result().probabilities, predictor.timeline(waveform).probabilities, atol=1e-4)

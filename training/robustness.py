@@ -30,7 +30,7 @@ from audiocnn.inference import Predictor
 from audiocnn.perturb import EVALUATION_CONDITIONS, Perturbation, find_condition
 
 from .data import DatasetError, class_names_from_metadata, read_metadata, select_folds
-from .evaluate import BATCH_SIZE, EvaluationError, check_class_names
+from .evaluate import BATCH_SIZE, EvaluationError, check_class_names, update_key
 
 METRICS_KEY = "robustness"
 BOOTSTRAP_SAMPLES = 2000
@@ -115,14 +115,6 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def update_metrics_file(path: Path, result: dict[str, Any]) -> None:
-    """Set the ``robustness`` key of a metrics file, keeping every other key (a new file holds only this)."""
-    document = json.loads(path.read_text()) if path.is_file() else {}
-    document[METRICS_KEY] = result
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, ensure_ascii=False) + "\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.robustness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -181,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.output:
-        update_metrics_file(args.output, result)
+        update_key(args.output, METRICS_KEY, result)
     print(json.dumps(result, ensure_ascii=False) if args.json else format_table(result))
     return 0
 
