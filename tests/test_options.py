@@ -19,15 +19,18 @@ from training.train import parse_args
 ROOT = Path(__file__).resolve().parent.parent
 
 CHANGED = {"epochs": 7, "batch_size": 16, "lr": 1e-3, "weight_decay": 0.01, "model_size": "small", "seed": 3,
-           "ema_decay": 0.99, "freq_shift": 3, "hop_length": 256, "init_from": "base/fold{fold}/best.pt"}  # fmt: skip
+           "ema_decay": 0.99, "freq_shift": 3, "hop_length": 256, "feature_version": 2, "noise_prob": 0.5,
+           "band_prob": 0.25, "reverb_prob": 0.3, "init_from": "base/fold{fold}/best.pt"}  # fmt: skip
 """A value other than the default for every recipe option: an option added without one fails the first test."""
 
 
 def expected_recipe(init_from: str | None) -> dict:
     """What ``CHANGED`` means, spelled out by hand rather than through ``training.options``."""
     config = TrainConfig(data_dir="", out_dir="", epochs=7, batch_size=16, lr=1e-3, weight_decay=0.01, seed=3,
-                         model=model_config("small"), ema_decay=0.99, features=FeatureConfig(hop_length=256),
-                         augment=AugmentConfig(max_freq_shift=3, time_mask_width=64), init_from=init_from)  # fmt: skip
+                         model=model_config("small"), ema_decay=0.99,
+                         features=FeatureConfig(hop_length=256, version=2),
+                         augment=AugmentConfig(max_freq_shift=3, time_mask_width=64, noise_prob=0.5, band_prob=0.25,
+                                               reverb_prob=0.3), init_from=init_from)  # fmt: skip
     return recipe_of(config)
 
 

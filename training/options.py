@@ -66,6 +66,18 @@ RECIPE_OPTIONS: tuple[Option, ...] = (
         "log-mel hop in samples (default 512, 23 ms); time masks keep their length in seconds",
     ),
     Option(
+        "feature_version",
+        int,
+        FeatureConfig.version,
+        "log-mel feature version: 1 absolute dB, 2 dB referenced to the clip's loudest bin (level-invariant)",
+    ),
+    Option("noise_prob", float, AugmentConfig.noise_prob,
+           "share of training clips given coloured background noise at 5-30 dB SNR (default: off)"),
+    Option("band_prob", float, AugmentConfig.band_prob,
+           "share of training clips heard through a random small-microphone band (default: off)"),
+    Option("reverb_prob", float, AugmentConfig.reverb_prob,
+           "share of training clips put in a synthetic room, RT60 0.15-1 s (default: off)"),
+    Option(
         "init_from",
         str,
         "",
@@ -94,7 +106,8 @@ def recipe_settings(
         "epochs": values["epochs"], "batch_size": values["batch_size"], "lr": values["lr"],
         "weight_decay": values["weight_decay"], "seed": values["seed"], "ema_decay": values["ema_decay"],
         "model": model_config(values["model_size"]), "init_from": fold_start(values["init_from"], fold, several_folds),
-        **front_end_and_augment(values["hop_length"], values["freq_shift"]),
+        **front_end_and_augment(values["hop_length"], values["freq_shift"], values["feature_version"],
+                                values["noise_prob"], values["band_prob"], values["reverb_prob"]),
     }  # fmt: skip
 
 

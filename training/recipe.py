@@ -46,12 +46,18 @@ def model_config(size: str) -> ModelConfig:
 
 
 def front_end_and_augment(
-    hop_length: int = FeatureConfig.hop_length, freq_shift: int = AugmentConfig.max_freq_shift
+    hop_length: int = FeatureConfig.hop_length,
+    freq_shift: int = AugmentConfig.max_freq_shift,
+    feature_version: int = FeatureConfig.version,
+    noise_prob: float = AugmentConfig.noise_prob,
+    band_prob: float = AugmentConfig.band_prob,
+    reverb_prob: float = AugmentConfig.reverb_prob,
 ) -> dict[str, Any]:
-    """``TrainConfig`` fields for the command lines' ``--hop-length`` and ``--freq-shift``: the
-    log-mel settings, and augmentations whose time masks keep their length in seconds."""
-    augment = AugmentConfig(max_freq_shift=freq_shift)  # widths tuned at the default hop
-    return {"features": FeatureConfig(hop_length=hop_length),
+    """``TrainConfig`` fields for the command lines' front-end and augmentation options: the log-mel
+    settings (hop, feature version), and augmentations whose time masks keep their length in seconds."""
+    augment = AugmentConfig(max_freq_shift=freq_shift, noise_prob=noise_prob, band_prob=band_prob,
+                            reverb_prob=reverb_prob)  # widths tuned at the default hop  # fmt: skip
+    return {"features": FeatureConfig(hop_length=hop_length, version=feature_version),
             "augment": scaled_to_hop(augment, hop_length, FeatureConfig.hop_length)}  # fmt: skip
 
 
