@@ -62,7 +62,8 @@ def test_click_a_cell_hear_it_send_it_to_analyze_and_find_it_on_the_map(server, 
     screenshot(page, "model-confusions")
 
     third = confusions.confused_pairs(confusions.records_confusion(clips, 50), range(50))[2]
-    table = page.locator('[data-testid="stDataFrame"]').last
+    # the pairs table is the first table after its heading (the explanation and robustness tables follow it)
+    table = page.get_by_text("Most-confused pairs").first.locator("xpath=following::*[@data-testid='stDataFrame'][1]")
     table.scroll_into_view_if_needed()
     box = table.bounding_box()
     page.mouse.click(box["x"] + 18, box["y"] + 35 * 3 + 17)  # the third row's selection box (row 35 px high)
