@@ -33,7 +33,7 @@ from audiocnn.inference import Predictor
 from audiocnn.model import activation_tree
 
 from .data import Clip, DatasetError, class_names_from_metadata, read_metadata, select_folds
-from .evaluate import EvaluationError, check_class_names
+from .evaluate import EvaluationError, check_class_names, update_key
 
 METRICS_KEY = "explanations"
 REMOVALS = tuple(faithfulness.REMOVALS)
@@ -230,10 +230,9 @@ def format_markdown(result: dict[str, Any]) -> str:
 
 
 def store(path: Path, name: str, result: dict[str, Any]) -> None:
-    """Set ``explanations.<name>`` in the metrics file, every other key untouched."""
+    """Set ``explanations.<name>`` in the metrics file, every other key untouched (``evaluate.update_key``)."""
     document = json.loads(path.read_text()) if path.is_file() else {}
-    document.setdefault(METRICS_KEY, {})[name] = result
-    path.write_text(json.dumps(document, ensure_ascii=False) + "\n")
+    update_key(path, METRICS_KEY, {**document.get(METRICS_KEY, {}), name: result})
 
 
 def build_parser() -> argparse.ArgumentParser:
