@@ -9,6 +9,7 @@ timings are reported, never asserted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -43,17 +44,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
-    """A headless ``streamlit run app.py`` on a free local port, stopped after the module."""
+@contextlib.contextmanager
+def running_app(log_name: str, app_args: list[str] | None = None, env: dict[str, str] | None = None):
+    """A headless ``streamlit run app.py [-- app_args]`` on a free local port; yields its URL, stops it after."""
     OUTPUT.mkdir(exist_ok=True)
     port = free_port()
-    log = (OUTPUT / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+               str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]  # fmt: skip
+    if app_args:
+        command += ["--", *app_args]
+    log = (OUTPUT / log_name).open("w")
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT
     while True:
@@ -65,15 +66,24 @@ def server():
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"streamlit did not start; see {OUTPUT / 'streamlit.log'}")
+            pytest.fail(f"streamlit did not start; see {OUTPUT / log_name}")
         time.sleep(0.5)
-    yield url
-    process.terminate()
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The app as a user starts it, on a free local port, stopped after the module."""
+    with running_app("streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, audio_bytes
-from test_browser import CHROMIUM, OUTPUT, START_TIMEOUT, STEP_TIMEOUT_MS, free_port, screenshot, wait_idle
+from conftest import audio_bytes
+from test_browser import CHROMIUM, STEP_TIMEOUT_MS, running_app, screenshot, wait_idle
 
 from audiocnn.audio import load_audio
 from audiocnn.checkpoint import DEFAULT_CHECKPOINT
@@ -32,37 +28,12 @@ pytestmark = [
 @pytest.fixture(scope="module", params=["flag", "env"])
 def server(request, trained_run: Path):
     """``streamlit run app.py`` serving the tiny trained run, chosen by flag or by environment variable."""
-    OUTPUT.mkdir(exist_ok=True)
-    port = free_port()
     env = {**os.environ, "AUDIOCNN_RUNS_DIR": str(trained_run.parent.parent)}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-               str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]  # fmt: skip
-    if request.param == "flag":
-        command += ["--", "--checkpoint", str(trained_run)]
-    else:
+    app_args = ["--checkpoint", str(trained_run)] if request.param == "flag" else None
+    if request.param == "env":
         env["AUDIOCNN_CHECKPOINT"] = str(trained_run)
-    log = (OUTPUT / f"streamlit-models-{request.param}.log").open("w")
-    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"streamlit did not start; see {log.name}")
-        time.sleep(0.5)
-    yield request.param, url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    with running_app(f"streamlit-models-{request.param}.log", app_args, env) as url:
+        yield request.param, url
 
 
 @pytest.fixture(scope="module")
