@@ -141,6 +141,23 @@ def chosen(explanations: dict[str, Any] | None, layers: Iterable[str]) -> str:
     return [key for key in offered if METHODS[key].layer is not None][-1]
 
 
+def chosen_cam_layer(explanations: dict[str, Any] | None, layers: Iterable[str]) -> str:
+    """The Grad-CAM layer offered first when the user picks Grad-CAM: the default's own layer when the
+    default is a Grad-CAM map, else the layer with the best imputed-deletion gap on the folds 1-4
+    selection run, else ``DEFAULT_METHOD``'s layer, else the deepest the model has."""
+    have = [layer for layer in CAM_LAYERS if layer in set(layers)]
+    default = METHODS[chosen(explanations, have)]
+    if default.layer is not None:
+        return default.layer
+    table = (((explanations or {}).get("selection") or {}).get("methods")) or {}
+    scored = [(table[f"gradcam-{layer}"]["impute"]["gap"]["mean"], layer) for layer in have
+              if f"gradcam-{layer}" in table]  # fmt: skip
+    if scored:
+        return max(scored)[1]
+    fallback = METHODS[DEFAULT_METHOD].layer
+    return fallback if fallback in have else have[-1]
+
+
 def method(key: str) -> Method:
     if key not in METHODS:
         raise ValueError(f"unknown attribution method {key!r}; expected one of {sorted(METHODS)}")

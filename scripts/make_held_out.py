@@ -46,15 +46,18 @@ def main(data_dir: str) -> None:
     wrong = misclassified()
     chosen = [record for record in wrong if record["clip"] not in sampled]
     HELD_OUT_DIR.mkdir(parents=True, exist_ok=True)
+    keep = {f"{record['clip']}.ogg" for record in chosen}
     for old in HELD_OUT_DIR.glob("*.ogg"):
-        old.unlink()
+        if old.name not in keep:
+            old.unlink()
     index, lines = [], []
     for record in sorted(chosen, key=lambda r: (r["target"], r["clip"])):
         stem = record["clip"]
-        source = next((data / "audio").glob(f"{stem}.*"))
-        audio, rate = sf.read(source, dtype="float32")
-        sf.write(HELD_OUT_DIR / f"{stem}.ogg", audio, rate, format="OGG", subtype="VORBIS",
-                 compression_level=VORBIS_LEVEL)  # fmt: skip
+        if not (HELD_OUT_DIR / f"{stem}.ogg").is_file():  # an Ogg stream's serial number is random: re-encoding
+            source = next((data / "audio").glob(f"{stem}.*"))  # the same clip would add a new blob to git
+            audio, rate = sf.read(source, dtype="float32")
+            sf.write(HELD_OUT_DIR / f"{stem}.ogg", audio, rate, format="OGG", subtype="VORBIS",
+                     compression_level=VORBIS_LEVEL)  # fmt: skip
         credit = credit_for(credits, stem.rsplit("-", 1)[0])
         label = names[record["target"]]
         index.append({"file": f"{stem}.ogg", "label": label, "target": record["target"], "fold": stem.split("-")[0],

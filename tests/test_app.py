@@ -283,6 +283,7 @@ def test_change_the_explained_class_and_layer(predictor, sample):
     other = cam_class.options[-1]  # the least likely class
     cam_class.select_index(len(cam_class.options) - 1).run()
     check_clean(at)
+    at.selectbox(key="explain_method").set_value("Grad-CAM").run()  # the default may be an input-level method
     at.radio(key="cam_layer").set_value("layer2").run()
     check_clean(at)
     caption = next(c.value for c in at.caption if c.value.startswith("Grad-CAM layer2 of"))

@@ -95,7 +95,7 @@ def test_the_shipped_model_shows_both_stages(shipped_checkpoint):
     from audiocnn.checkpoint import load_checkpoint
 
     found = history.stages(load_checkpoint(shipped_checkpoint).metadata, history.read_shipped_lineage())
-    assert [s.epochs for s in found] == [300, 5] and len(found[0].history) == 300
+    assert [s.epochs for s in found] == [300, 10] and len(found[0].history) == 300
 
 
 def test_curves_run_on_one_epoch_axis_in_distinct_colours_with_a_log_lr_axis():

@@ -61,9 +61,9 @@ def test_a_version_2_model_predicts_the_same_at_every_gain(bark):
 
 
 def test_checkpoints_keep_the_version_they_were_trained_with():
-    """The shipped model was trained on version 1 and is served with it; a config saved before versions
-    existed reads as version 1 too."""
-    assert load_checkpoint(ROOT / "assets" / "model.pt").feature_config.version == 1
+    """The shipped model's second stage moved it to version 2 and it is served with that; a config saved
+    before versions existed (the first models) reads as version 1."""
+    assert load_checkpoint(ROOT / "assets" / "model.pt").feature_config.version == 2
     legacy = {k: v for k, v in FeatureConfig().to_dict().items() if k != "version"}
     assert FeatureConfig.from_dict(legacy).version == 1
     assert FeatureConfig.from_dict({**legacy, "version": 2}).version == 2

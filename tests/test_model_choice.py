@@ -64,8 +64,8 @@ def test_a_run_is_labelled_by_its_training_record(trained_run, tmp_path):
 
 def test_shipped_model_label_and_an_unservable_file(tmp_path):
     shipped = model_choice.summarize(DEFAULT_CHECKPOINT)
-    assert shipped.label().startswith("shipped model · 4-stage CNN 64–512 ch, full-res stem · folds 1-4 · 5 epochs")
-    assert "fold 5: 85.5%" in shipped.label()
+    assert shipped.label().startswith("shipped model · 4-stage CNN 64–512 ch, full-res stem · folds 1-4 · 10 epochs")
+    assert "fold 5: 83.8%" in shipped.label()
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint at all")
     assert "corrupt" in model_choice.summarize(junk).error

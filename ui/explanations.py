@@ -104,8 +104,7 @@ def show(clip: state.Clip, index: int, result: Analysis, model: Predictor) -> in
                              "relative to this class's)", others, format_func=label, key=b_key)  # fmt: skip
     layer = None
     if family == "Grad-CAM":
-        default_layer = attribution.method(default).layer if default.startswith("gradcam-") else "layer3"
-        start = layers.index(default_layer) if default_layer in layers else len(layers) - 1
+        start = layers.index(attribution.chosen_cam_layer(tables, layers))
         layer = st.radio("Layer", layers, index=start, horizontal=True, key="cam_layer")
     key = key_of(family, layer)
     target: attribution.Target = (class_index, other) if other is not None else class_index
