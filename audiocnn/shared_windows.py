@@ -39,17 +39,28 @@ def context_samples(predictor: Predictor) -> int:
     return predictor.feature_config.clip_samples // 2
 
 
+def stretch(predictor: Predictor, num_samples: int, starts: list[int]) -> tuple[int, int]:
+    """The samples ``[first, last)`` one shared pass over the windows at ``starts`` runs the network on:
+    from ``context_samples`` before the first window to as far after the last, within the recording."""
+    context = context_samples(predictor)
+    return max(0, starts[0] - context), min(num_samples, starts[-1] + predictor.feature_config.clip_samples + context)
+
+
+def stretch_frames(predictor: Predictor, num_samples: int, starts: list[int]) -> int:
+    """Log-mel frames of that stretch (centred STFT): the input the shared pass pushes through the network."""
+    first, last = stretch(predictor, num_samples, starts)
+    return (last - first) // predictor.feature_config.hop_length + 1
+
+
 def shared_probabilities(predictor: Predictor, waveform: np.ndarray, starts: list[int]) -> np.ndarray:
     """Estimated class probabilities ``(len(starts), classes)`` of the windows at ``starts`` (samples).
 
-    One pass over ``waveform[starts[0] - context : starts[-1] + window + context]``; the cost is that
-    stretch's length, where per-window scoring costs windows x views x window length.
+    One pass over the ``stretch`` around them; its cost is the stretch's frames (``stretch_frames``),
+    where per-window scoring costs windows x views x a window's frames.
     """
     config = predictor.feature_config
     model = predictor.model
-    context = context_samples(predictor)
-    first = max(0, starts[0] - context)
-    last = min(waveform.shape[0], starts[-1] + config.clip_samples + context)
+    first, last = stretch(predictor, waveform.shape[0], starts)
     segment = torch.from_numpy(np.ascontiguousarray(waveform[first:last], dtype=np.float32))
     with torch.inference_mode():
         power = predictor.frontend.mel(segment.unsqueeze(0))[0]  # (mels, frames), fp32 as per window

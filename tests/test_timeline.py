@@ -69,16 +69,21 @@ def test_pooling_weighs_each_cell_by_its_share_of_the_window():
 
 def test_all_fragile_means_exact_and_none_fragile_means_the_shared_estimate(tiny, monkeypatch):
     recording = noise(68.0, 3)  # 64 windows: two full batches, both shared
-    exact = tiny.timeline(recording, exact=True).probabilities
+    exact_scan = tiny.timeline_scan(recording, exact=True)
+    exact = exact_scan.run().probabilities
+    exact_frames = 64 * 2 * 216  # windows x views x frames
+    shared_frames = 2 * (848925 // 512 + 1)  # each batch's stretch: 0-38.5 s and 29.5-68 s, 38.5 s of audio
+    assert exact_scan.frames == exact_frames and exact_scan.shared == exact_scan.rescored == 0
     monkeypatch.setattr(timeline_module, "EXACT_MARGIN", 1.01)  # every window rescored
     scan = tiny.timeline_scan(recording)
     everything = scan.run().probabilities
     assert scan.shared == scan.total == scan.rescored == 64
+    assert scan.frames == shared_frames + exact_frames
     np.testing.assert_allclose(everything, exact, atol=1e-6)
     monkeypatch.setattr(timeline_module, "EXACT_MARGIN", 0.0)  # none rescored
     scan = tiny.timeline_scan(recording)
     estimate = scan.run().probabilities
-    assert scan.rescored == 0 and scan.shared == 64
+    assert scan.rescored == 0 and scan.shared == 64 and scan.frames == shared_frames
     starts = [round(s * RATE) for s in scan.starts]
     batches = [shared_probabilities(tiny, recording, starts[i : i + scan.batch]) for i in range(0, 64, scan.batch)]
     np.testing.assert_allclose(estimate, np.concatenate(batches), atol=1e-6)
@@ -104,10 +109,27 @@ def test_only_windows_the_estimate_cannot_decide_are_rescored(monkeypatch, shipp
 
 
 def test_sharing_is_used_only_where_it_pays(tiny):
-    assert tiny.timeline_scan(noise(60.0, 4))._shares(list(range(0, 32 * RATE, RATE)))  # 1 s hop
+    assert tiny.timeline_scan(noise(60.0, 4))._shares(list(range(0, 32 * RATE, RATE)))  # 1 s hop: 0.13 of the work
     four = round(3.99 * RATE)
-    assert not tiny.timeline_scan(noise(140.0, 4))._shares(list(range(0, 32 * four, four)))  # the cap's 4 s hop
-    assert not tiny.timeline_scan(noise(6.0, 4))._shares([0, RATE])  # two windows: the context costs more
+    assert tiny.timeline_scan(noise(140.0, 4))._shares(list(range(0, 32 * four, four)))  # the cap's 4 s hop: 0.42
+    assert tiny.timeline_scan(noise(6.0, 4))._shares([0, RATE])  # two windows 1 s apart: 6 s for 20 s, 0.3
+    assert not tiny.timeline_scan(noise(6.0, 4))._shares([0])  # a lone window: 6 s for 10 s, 0.6
+    assert not tiny.timeline_scan(noise(5.0, 4))._shares([0])  # 5 s for 10 s: 0.5
+    five = 5 * RATE
+    assert not tiny.timeline_scan(noise(170.0, 4))._shares(list(range(0, 32 * five, five)))  # no overlap: 0.52
+
+
+def test_a_ten_minute_scan_shares_its_pass_and_does_less_than_half_the_work(tiny, monkeypatch):
+    recording = noise(600.0, 6)
+    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", 0.0)  # no window rescored: the shared passes alone
+    scan = tiny.timeline_scan(recording, max_windows=MAX_WINDOWS)
+    scan.run()
+    assert scan.shared == scan.total == MAX_WINDOWS
+    # five batches (32 x 4 + 22 windows), one stretch each: the 600 s once, plus where each batch's last window
+    # and context (7.5 s after its start) reach past the next batch's context (2.5 s before its start, 3.99 s
+    # later): 4 x 6.0 s. 624 s is 26871 frames, one more per stretch: 0.415 of scoring the windows one by one.
+    assert abs(scan.frames - 624 * RATE / 512) <= 6
+    assert scan.frames < 0.42 * MAX_WINDOWS * 2 * 216
 
 
 def test_the_shared_pass_follows_the_feature_version(tiny_checkpoint):
