@@ -129,9 +129,13 @@ def format_text(report: dict[str, Any]) -> str:
         f"{pct('timeline_exact')}  ({inf['timeline_windows']} windows)",
         f"timeline, {inf['timeline_seconds']:.0f} s (shared pass)   {inf['timeline_ms']['median']:8.1f} ms  "
         f"{inf['timeline_speedup']:.2f} x faster, {inf['timeline_rescored']} windows rescored on their own",
+        f"  work (log-mel frames through the network): {inf['timeline_work_ratio']:.2f} x less than window by window",
         f"timeline, {inf['long_seconds']:.0f} s (app and CLI) {inf['long_ms']['median']:8.1f} ms  "
-        f"({inf['long_windows']} windows); the old 1 s-hop path {inf['long_before_ms']['median']:.0f} ms "
+        f"({inf['long_windows']} windows, {inf['long_rescored']} of the {inf['long_shared']} shared rescored on "
+        f"their own); the old 1 s-hop path {inf['long_before_ms']['median']:.0f} ms "
         f"({inf['long_before_windows']} windows): {inf['long_speedup']:.2f} x",
+        f"  work: {inf['long_work_ratio']:.2f} x less than the old path, {inf['long_capped_work_ratio']:.2f} x less "
+        f"than its {inf['long_windows']} windows one by one",
         f"batch CLI                    {inf['batch_cli_clips_per_second']:8.1f} clips/s  "
         f"({inf['batch_cli_clips']} clips)",
         f"training, project path       {tr['project']['samples_per_second']:8.1f} samples/s  "
