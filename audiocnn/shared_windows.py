@@ -90,14 +90,22 @@ def _pool_windows(predictor: Predictor, cells: torch.Tensor, offsets: np.ndarray
     """Each window's pooled vector ``(windows, channels)`` from the shared cells.
 
     Cell ``j`` is centred on input frame ``stride * j`` (every strided conv is padded to keep centres
-    aligned) and spans half a stride either side; a window of ``frames`` frames starting at frame
-    ``offset`` weighs each cell by how much of it lies inside the window, so windows that do not
-    start on a cell boundary still pool exactly their own stretch.
+    aligned) and spans half a stride either side. A window scored on its own ends in
+    ``ceil(frames / stride)`` cells centred on its frames ``0, stride, 2 stride, ...`` (each strided
+    layer keeps ``ceil(n / 2)``) and pools them equally: 14 cells over frames -8 to 216 of a 216-frame
+    window, not the window's frames -0.5 to 215.5 (a stretch 3.5 frames later and 8 shorter). So a
+    window starting at frame ``offset`` weighs each shared cell by how much of it lies in
+    ``offset - stride / 2`` to that plus ``stride * ceil(frames / stride)``; a window that does not
+    start on a cell boundary pools the same stretch from the cells around it. (Against pooling the
+    window's own frames, on 60 s recordings joined from folds 1-4: the estimate 0.058 from the
+    per-window probabilities on average instead of 0.061, and with ``EXACT_MARGIN`` 0.2, 0.7 % of the
+    windows disagreeing instead of 1.2 %; README.)
     """
     stride = output_stride(predictor)
     count = cells.shape[1]
     lower = stride * np.arange(count) - stride / 2
-    begin, end = offsets[:, None] - 0.5, offsets[:, None] + frames - 0.5
+    begin = offsets[:, None] - stride / 2
+    end = begin + stride * -(-frames // stride)
     weights = np.clip(np.minimum(lower + stride, end) - np.maximum(lower, begin), 0.0, None)
     weights /= weights.sum(axis=1, keepdims=True)
     weighted = torch.from_numpy(weights.astype(np.float32))

@@ -55,16 +55,19 @@ def test_the_cap_widens_the_hop_of_long_recordings(tiny):
     assert scan.starts[-1] == 595.0
 
 
-def test_pooling_weighs_each_cell_by_its_share_of_the_window():
+def test_pooling_weighs_each_cell_by_its_share_of_the_cells_a_window_pools_on_its_own():
     predictor = SimpleNamespace(model_config=ModelConfig(stem_pool=False))  # 16 frames per cell
     assert output_stride(predictor) == 16
     cells = torch.arange(30, dtype=torch.float32)[None]  # one channel; cell j holds j and spans frames 16j ± 8
-    pooled = _pool_windows(predictor, cells, np.array([0.0, 16.0, 8.0]), 216)[:, 0].numpy()
-    # offset 0 covers frames -0.5..215.5: cell 0 for 8.5 frames, cells 1-12 whole, cell 13 for 15.5
-    first = (16 * sum(range(1, 13)) + 13 * 15.5) / 216
-    # offset 8 covers 7.5..223.5: cell 0 for 0.5 frames, cells 1-13 whole, cell 14 for 7.5
-    half = (16 * sum(range(1, 14)) + 14 * 7.5) / 216
-    np.testing.assert_allclose(pooled, [first, first + 1, half], rtol=1e-6)  # one stride later: one cell later
+    pooled = _pool_windows(predictor, cells, np.array([0.0, 16.0, 8.0, 4.0]), 216)[:, 0].numpy()
+    # on its own a 216-frame window ends in 14 cells centred on its frames 0, 16, ..., 208, pooled equally:
+    # offset 0 takes cells 0-13 whole, offset 16 cells 1-14; offset 8 covers frames 0..224, so half of cells
+    # 0 and 14 and all of 1-13; offset 4 covers -4..220: cell 0 for 12 frames, 1-13 whole, cell 14 for 4
+    half = (sum(range(1, 14)) + 14 / 2) / 14
+    quarter = (16 * sum(range(1, 14)) + 14 * 4) / 224
+    np.testing.assert_allclose(pooled, [6.5, 7.5, half, quarter], rtol=1e-6)
+    pooled = _pool_windows(predictor, cells, np.array([0.0]), 200)[:, 0].numpy()  # 13 cells: 200 / 16 = 12.5
+    np.testing.assert_allclose(pooled, [6.0], rtol=1e-6)
 
 
 def test_all_fragile_means_exact_and_none_fragile_means_the_shared_estimate(tiny, monkeypatch):
@@ -95,13 +98,14 @@ def test_only_windows_the_estimate_cannot_decide_are_rescored(monkeypatch, shipp
     predictor = Predictor.from_checkpoint(shipped_checkpoint)
     recording = np.concatenate([load_audio(clip.path, RATE) for clip in list_samples()[::25][:4]])  # 20 s
     exact = predictor.timeline(recording, exact=True).probabilities
+    margin = timeline_module.EXACT_MARGIN
     monkeypatch.setattr(timeline_module, "EXACT_MARGIN", 0.0)
     estimate = predictor.timeline(recording).probabilities
-    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", 0.3)
+    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", margin)
     scan = predictor.timeline_scan(recording)
     fast = scan.run().probabilities
     top_two = np.sort(estimate, axis=1)[:, -2:]
-    fragile = top_two[:, 1] - top_two[:, 0] < 0.3
+    fragile = top_two[:, 1] - top_two[:, 0] < margin
     assert scan.rescored == fragile.sum() and 0 < scan.rescored < scan.total
     np.testing.assert_allclose(fast[fragile], exact[fragile], atol=2e-3)  # bf16: batch-size noise only
     np.testing.assert_array_equal(fast[~fragile], estimate[~fragile])
