@@ -12,6 +12,7 @@ import torch
 from audiocnn import timeline as timeline_module
 from audiocnn.audio import load_audio
 from audiocnn.checkpoint import load_checkpoint
+from audiocnn.features import SUPPORTED_FEATURE_VERSIONS
 from audiocnn.inference import Predictor
 from audiocnn.model import ModelConfig
 from audiocnn.samples import list_samples
@@ -28,6 +29,10 @@ def tiny(tiny_checkpoint) -> Predictor:
 
 def noise(seconds: float, seed: int) -> np.ndarray:
     return (0.2 * np.random.default_rng(seed).standard_normal(int(seconds * RATE))).astype(np.float32)
+
+
+def every_version(margin: float) -> dict[int, float]:
+    return dict.fromkeys(SUPPORTED_FEATURE_VERSIONS, margin)
 
 
 def test_a_scan_stopped_and_resumed_equals_one_run_straight_through(tiny):
@@ -77,13 +82,13 @@ def test_all_fragile_means_exact_and_none_fragile_means_the_shared_estimate(tiny
     exact_frames = 64 * 2 * 216  # windows x views x frames
     shared_frames = 2 * (848925 // 512 + 1)  # each batch's stretch: 0-38.5 s and 29.5-68 s, 38.5 s of audio
     assert exact_scan.frames == exact_frames and exact_scan.shared == exact_scan.rescored == 0
-    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", 1.01)  # every window rescored
+    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", every_version(1.01))  # every window rescored
     scan = tiny.timeline_scan(recording)
     everything = scan.run().probabilities
     assert scan.shared == scan.total == scan.rescored == 64
     assert scan.frames == shared_frames + exact_frames
     np.testing.assert_allclose(everything, exact, atol=1e-6)
-    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", 0.0)  # none rescored
+    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", every_version(0.0))  # none rescored
     scan = tiny.timeline_scan(recording)
     estimate = scan.run().probabilities
     assert scan.rescored == 0 and scan.shared == 64 and scan.frames == shared_frames
@@ -98,10 +103,10 @@ def test_only_windows_the_estimate_cannot_decide_are_rescored(monkeypatch, shipp
     predictor = Predictor.from_checkpoint(shipped_checkpoint)
     recording = np.concatenate([load_audio(clip.path, RATE) for clip in list_samples()[::25][:4]])  # 20 s
     exact = predictor.timeline(recording, exact=True).probabilities
-    margin = timeline_module.EXACT_MARGIN
-    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", 0.0)
+    margin = timeline_module.EXACT_MARGIN[predictor.feature_config.version]
+    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", every_version(0.0))
     estimate = predictor.timeline(recording).probabilities
-    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", margin)
+    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", every_version(margin))
     scan = predictor.timeline_scan(recording)
     fast = scan.run().probabilities
     top_two = np.sort(estimate, axis=1)[:, -2:]
@@ -125,7 +130,7 @@ def test_sharing_is_used_only_where_it_pays(tiny):
 
 def test_a_ten_minute_scan_shares_its_pass_and_does_less_than_half_the_work(tiny, monkeypatch):
     recording = noise(600.0, 6)
-    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", 0.0)  # no window rescored: the shared passes alone
+    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", every_version(0.0))  # none rescored: the shared passes alone
     scan = tiny.timeline_scan(recording, max_windows=MAX_WINDOWS)
     scan.run()
     assert scan.shared == scan.total == MAX_WINDOWS
@@ -148,3 +153,14 @@ def test_the_shared_pass_follows_the_feature_version(tiny_checkpoint):
         estimates[version] = [shared_probabilities(predictor, recording * gain, starts) for gain in (1.0, 0.05)]
     np.testing.assert_allclose(estimates[2][0], estimates[2][1], atol=1e-5)
     assert np.abs(estimates[1][0] - estimates[1][1]).max() > 1e-4
+
+
+def test_each_feature_version_rescores_by_its_own_margin(tiny_checkpoint, monkeypatch):
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    recording = noise(40.0, 7)
+    monkeypatch.setattr(timeline_module, "EXACT_MARGIN", {1: 0.0, 2: 1.01})
+    for version, rescored in ((1, 0), (2, 36)):
+        config = dataclasses.replace(checkpoint.feature_config, version=version)
+        scan = Predictor(dataclasses.replace(checkpoint, feature_config=config)).timeline_scan(recording)
+        scan.run()
+        assert (scan.shared, scan.rescored) == (36, rescored)
