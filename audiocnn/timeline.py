@@ -35,9 +35,8 @@ folds 1-4, the smallest of 0.05, 0.1, ..., 0.4 that kept 99 % top-1 agreement wi
 scored on its own: for the shipped version-1 model at a 1 s hop (60 s: 99.3 %, 10 % rescored; 0.15
 gave 98.8 %) and at the cap's 4 s hop (10 minutes: 99.2 %, 9 % rescored); for a version-2 model (the
 level-invariant candidate) 0.4 (60 s: 99.3 %, 20 % rescored, 0.3 gave 98.7 %; 10 minutes: 99.3 %, 20 %
-rescored), whose estimate is
-further off because every input bin hangs from the window's own peak, which the shared pass can only
-approximate. Those are the models' training folds, where they are surer than on new audio, hence a
+rescored), whose estimate is further off because every input bin hangs from the window's own peak,
+which the shared pass can only approximate. Those are the models' training folds, where they are surer than on new audio, hence a
 point over the 98 % required (README: fold 5 measured once)."""
 
 SHARED_COST = 0.45
