@@ -33,8 +33,10 @@ TARGETS = (
     ("prediction, 5 s clip: share of the matmul rate", ("shares", "predict_5s", "share"), 0.45, "min"),
     ("full analysis, 5 s clip: share of the matmul rate", ("shares", "analyze_5s", "share"), 0.30, "min"),
     ("timeline, 60 s, window by window: share of the matmul rate", ("shares", "timeline_exact", "share"), 0.55, "min"),
-    ("timeline, 60 s: speed-up of the shared pass (x)", ("inference", "timeline_speedup"), 1.5, "min"),
+    ("timeline, 60 s: speed-up of the shared pass (x)", ("inference", "timeline_speedup"), 1.75, "min"),
     ("timeline, 10 minutes: speed-up over the old 1 s-hop path (x)", ("inference", "long_speedup"), 3.5, "min"),
+    # work (log-mel frames through the network) does not depend on the machine: the 4.5x, counted
+    ("timeline, 10 minutes: work saved over the old 1 s-hop path (x)", ("inference", "long_work_ratio"), 4.5, "min"),
     ("training speed-up over naive (x)", ("training", "speedup"), 2.5, "min"),
 )
 
