@@ -5,7 +5,8 @@ order, each clip once), so most windows straddle two unrelated sounds: the harde
 shared estimate. For each recording the exact timeline (every window on its own) and the fast one
 (``Predictor.timeline``'s default) are computed in the same run; the report gives top-1 agreement per
 window, the largest probability difference, the share of windows rescored on their own, and the
-time of both (a ratio: the machine may be busy). ``--sweep`` also prints, from the same exact and
+time of both (a ratio: the machine may be busy) and their work (log-mel frames through the
+network). ``--sweep`` also prints, from the same exact and
 shared results, the agreement each ``EXACT_MARGIN`` would give: choose it on folds 1-4, then score
 fold 5 once.
 """
@@ -56,7 +57,7 @@ def compare(predictor: Predictor, waves: list[np.ndarray], max_windows: int | No
     """Exact and fast timelines of every recording, timed in the same run, and how they differ."""
     exact, fast, estimates = [], [], []
     seconds = {"exact": 0.0, "fast": 0.0}
-    shared = rescored = 0
+    shared = rescored = frames = exact_frames = 0
     for wave in waves:
         start = time.perf_counter()
         exact.append(predictor.timeline_scan(wave, max_windows=max_windows, exact=True).run().probabilities)
@@ -66,6 +67,8 @@ def compare(predictor: Predictor, waves: list[np.ndarray], max_windows: int | No
         fast.append(scan.run().probabilities)
         seconds["fast"] += time.perf_counter() - start
         shared, rescored = shared + scan.shared, rescored + scan.rescored
+        frames += scan.frames
+        exact_frames += scan.total * predictor.views * predictor.feature_config.num_frames
         starts = (scan.result().starts * predictor.feature_config.sample_rate).round().astype(int).tolist()
         step = scan.batch  # the groups the scan estimated together
         estimates.append(np.concatenate([shared_probabilities(predictor, wave, starts[i : i + step])
@@ -88,6 +91,7 @@ def compare(predictor: Predictor, waves: list[np.ndarray], max_windows: int | No
         "exact_seconds": seconds["exact"],
         "fast_seconds": seconds["fast"],
         "speedup": seconds["exact"] / seconds["fast"],
+        "work_ratio": exact_frames / frames,  # log-mel frames through the network: machine-independent
         "estimate_alone_agreement": float(agree.mean()),
         "sweep": sweep,
     }

@@ -44,6 +44,10 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
     assert inference["timeline_exact_ms"]["median"] > 0 and inference["long_ms"]["median"] > 0
     assert inference["long_windows"] >= 2 and inference["long_before_windows"] >= inference["long_windows"]
     assert inference["timeline_speedup"] > 0 and inference["long_speedup"] > 0
+    # sharing does less work than scoring every window on its own; the old path's 1 s hop no less
+    assert inference["timeline_work_ratio"] > 1 and inference["long_capped_work_ratio"] > 1
+    assert inference["long_work_ratio"] >= inference["long_capped_work_ratio"]  # equal below the cap (--quick)
+    assert 0 <= inference["long_rescored"] <= inference["long_shared"] <= inference["long_windows"]
     rates = report["machine_rate_gflops"]
     assert rates["fp32"] > 0 and rates["bf16"] > 0
     assert rates["fp32"] == max(rates["before"]["fp32"], rates["after"]["fp32"])
@@ -59,7 +63,7 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
     for phrase in ("prediction, 5 s clip", "full analysis", "upload decode", "timeline", "batch CLI", "naive path",
                    "speed-up", "per step: fetch", "peak memory", "target", "inference in", "matmul rate",
                    "GFLOP/s", "window by window", "old 1 s-hop path", "hold on any CPU",
-                   "analysis + explanation"):  # fmt: skip
+                   "analysis + explanation", "work (log-mel frames"):  # fmt: skip
         assert phrase in text
     report["targets"] = [bench.check(report, "impossible share", ("shares", "forward", "share"), 1e9, "min")]
     assert "MISS  impossible share: " in bench.format_text(report)
