@@ -19,6 +19,7 @@ from audiocnn.inference import WINDOW_BATCH, Predictor
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import activation_tree
 from audiocnn.samples import SAMPLES_DIR
+from audiocnn.timeline import MAX_WINDOWS
 
 RATE = 22050
 
@@ -231,3 +232,33 @@ def test_occlusion_finds_the_one_sound_of_a_clip(shipped_checkpoint):
     np.testing.assert_allclose(result.drops[far], 0, atol=1e-6)
     with pytest.raises(ValueError, match="out of range"):
         model.occlusion(clip, 50)
+
+
+def test_analysis_reuses_its_forward_pass_for_the_probabilities(tiny_checkpoint):
+    """The one forward pass that gives the activations and the maps also gives the unrolled view's
+    probabilities; only the rolled view runs again (what keeps a full analysis within budget)."""
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, views=2)
+    batches = []
+    forward = predictor.forward
+
+    def counted(features, return_activations=False):
+        batches.append((features.shape[0], return_activations))
+        return forward(features, return_activations)
+
+    predictor.forward = counted
+    predictor.analyze(noise(5.0, 9))
+    assert batches == [(1, True), (1, False)]
+
+
+def test_a_long_recording_is_answered_by_the_capped_timeline(tiny_checkpoint):
+    """Past ``MAX_WINDOWS`` windows (here 200 half-second windows, 1 s apart) the answer is the mean of
+    the app's capped timeline (150 windows at a wider hop), not of every window at the 1 s hop."""
+    features = FeatureConfig(sample_rate=4000, clip_seconds=0.5, n_fft=256, hop_length=128, n_mels=16, f_max=2000.0)
+    predictor = Predictor(dataclasses.replace(load_checkpoint(tiny_checkpoint), feature_config=features), views=1)
+    recording = (0.2 * np.random.default_rng(1).standard_normal(int(199.5 * 4000))).astype(np.float32)
+    capped = predictor.timeline_scan(recording, max_windows=MAX_WINDOWS).run()
+    every = predictor.timeline(recording)
+    assert len(capped.starts) == MAX_WINDOWS and len(every.starts) == 200
+    answer = predictor.predict_recording(recording).probabilities
+    np.testing.assert_allclose(answer, capped.mean.probabilities, rtol=0, atol=1e-7)
+    assert not np.allclose(answer, every.mean.probabilities, rtol=0, atol=1e-6)
