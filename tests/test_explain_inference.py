@@ -10,14 +10,16 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from conftest import audio_bytes, tone
+from conftest import TINY_MODEL, audio_bytes, tone
 
+from audiocnn import inference
 from audiocnn.checkpoint import load_checkpoint
 from audiocnn.explain import CAM_LAYERS, grad_cam, occluded_copies
 from audiocnn.features import FeatureConfig
 from audiocnn.inference import WINDOW_BATCH, Predictor
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import activation_tree
+from audiocnn.precision import bf16_pays_off
 from audiocnn.samples import SAMPLES_DIR
 from audiocnn.timeline import MAX_WINDOWS
 
@@ -262,3 +264,32 @@ def test_a_long_recording_is_answered_by_the_capped_timeline(tiny_checkpoint):
     answer = predictor.predict_recording(recording).probabilities
     np.testing.assert_allclose(answer, capped.mean.probabilities, rtol=0, atol=1e-7)
     assert not np.allclose(answer, every.mean.probabilities, rtol=0, atol=1e-6)
+
+
+def test_the_precision_asked_for_is_the_one_used(tiny_checkpoint):
+    """``bf16=True`` or ``False`` is honoured whatever this CPU would choose; ``None`` lets the CPU decide.
+    Both builders load the checkpoint named, and serve its weights channels-last (the speed measured)."""
+    for bf16 in (True, False):
+        assert Predictor.from_checkpoint(tiny_checkpoint, bf16=bf16).bf16 is bf16
+        assert Predictor(load_checkpoint(tiny_checkpoint), bf16=bf16).bf16 is bf16
+    chosen = Predictor.from_checkpoint(tiny_checkpoint)
+    assert chosen.bf16 is bf16_pays_off(torch.device("cpu"))
+    assert chosen.path == tiny_checkpoint and chosen.model_config == TINY_MODEL
+    conv = next(m for m in chosen.model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+
+
+def test_timeline_passes_its_mode_on(predictor, monkeypatch):
+    """``timeline`` shares passes by default and scores every window alone with ``exact=True``."""
+    modes = []
+
+    class Recorded(inference.TimelineScan):
+        def __init__(self, *args):
+            modes.append(args[-1])
+            super().__init__(*args)
+
+    monkeypatch.setattr(inference, "TimelineScan", Recorded)
+    recording = noise(7.0, 10)
+    predictor.timeline(recording)
+    predictor.timeline(recording, exact=True)
+    assert modes == [False, True]
