@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from audiocnn.explain import occluded_copies, occluded_patches
+from audiocnn.checkpoint import load_checkpoint
+from audiocnn.explain import grad_cam, occluded_copies, occluded_patches
 from audiocnn.features import FeatureConfig
 from audiocnn.inference import Prediction
 
@@ -76,3 +77,12 @@ def test_one_band_patches_and_refused_sizes() -> None:
         occluded_patches(two, 1, 1)
     with pytest.raises(ValueError, match=r"^occluded_copies expects a single clip"):
         occluded_copies(two, 1)
+
+
+def test_grad_cam_of_chosen_layers_and_its_refusal(tiny_checkpoint) -> None:
+    """``layers`` picks the maps computed; a batch is refused by a message that names ``grad_cam``."""
+    model = load_checkpoint(tiny_checkpoint).model
+    maps, _ = grad_cam(model, torch.randn(1, 1, 32, 40), 3, layers=["layer1"])
+    assert set(maps) == {"layer1"} and maps["layer1"].shape == (32, 40)
+    with pytest.raises(ValueError, match=r"^grad_cam expects a single clip"):
+        grad_cam(model, torch.randn(2, 1, 32, 40), 3)

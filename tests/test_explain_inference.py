@@ -277,6 +277,12 @@ def test_the_precision_asked_for_is_the_one_used(tiny_checkpoint):
     assert chosen.path == tiny_checkpoint and chosen.model_config == TINY_MODEL
     conv = next(m for m in chosen.model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    fp32, bf16 = (Predictor.from_checkpoint(tiny_checkpoint, bf16=b) for b in (False, True))
+    features = fp32.logmel(noise(5.0, 11))
+    with torch.no_grad():
+        exact = fp32.model(features)
+        assert torch.equal(fp32.forward(features), exact) and not torch.equal(bf16.forward(features), exact)
+    assert fp32.predict(noise(5.0, 11)).probabilities.dtype == np.float64
 
 
 def test_timeline_passes_its_mode_on(predictor, monkeypatch):
@@ -292,4 +298,5 @@ def test_timeline_passes_its_mode_on(predictor, monkeypatch):
     recording = noise(7.0, 10)
     predictor.timeline(recording)
     predictor.timeline(recording, exact=True)
-    assert modes == [False, True]
+    scan = predictor.timeline_scan(recording)
+    assert modes == [False, True, False] and scan.batch == 2 * WINDOW_BATCH

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -162,5 +163,8 @@ def test_log_mel_equals_its_definition_at_other_settings():
                       return_complex=True)  # fmt: skip
     bank = torchaudio.functional.melscale_fbanks(129, 100.0, 3000.0, 16, 8000, norm=None, mel_scale="htk")
     db = 10 * torch.log10((bank.T @ stft.abs() ** 2).clamp_min(1e-10))
-    expected = torch.maximum(db, db.amax() - 60.0)
-    torch.testing.assert_close(LogMel(config)(wave)[0, 0], expected, atol=1e-3, rtol=0)
+    for gain, got in zip((1.0, 0.01), LogMel(config)(torch.stack([wave, 0.01 * wave])), strict=True):  # per clip
+        quieter = db + 20 * np.log10(gain)
+        torch.testing.assert_close(got[0], torch.maximum(quieter, quieter.amax() - 60.0), atol=1e-3, rtol=0)
+    level_free = LogMel(replace(config, version=2))(wave)[0, 0]
+    torch.testing.assert_close(level_free, torch.clamp_min(db - db.amax(), -60.0), atol=1e-3, rtol=0)
