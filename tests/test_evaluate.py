@@ -62,6 +62,15 @@ def test_json_schema_and_counts(capsys, tiny_checkpoint, tiny_esc50, tmp_path):
     assert json.loads(output.read_text()) == result
 
 
+def test_output_keeps_the_metrics_files_other_keys(capsys, tiny_checkpoint, tiny_esc50, tmp_path):
+    """Re-evaluating into the shipped metrics file must not drop the tables other commands stored there."""
+    output = tmp_path / "metrics.json"
+    output.write_text(json.dumps({"robustness": {"rows": [1]}, "accuracy": 0.01}))
+    result = run_json(capsys, "--checkpoint", str(tiny_checkpoint), "--data-dir", str(tiny_esc50),
+                      "--folds", "5", "--output", str(output))  # fmt: skip
+    assert json.loads(output.read_text()) == {**result, "robustness": {"rows": [1]}}
+
+
 @pytest.mark.parametrize("views", [1, 3])
 def test_predictions_match_the_training_feature_path(capsys, tiny_checkpoint, tiny_esc50, views):
     """Serving-path evaluation agrees with the model run on training.data's log-mels (averaged over

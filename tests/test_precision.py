@@ -54,3 +54,19 @@ def test_bf16_gives_the_shipped_models_fp32_answers(shipped_checkpoint: Path) ->
     for layer, cam in analysis.cams.items():
         assert cam.dtype == np.float32 and cam.max() == pytest.approx(1.0)
         assert np.abs(cam - reference.cams[layer]).mean() < 0.02, layer
+
+
+def test_precision_agreement_counts_the_clips_whose_top_class_moves(tiny_checkpoint, tiny_esc50):
+    """The model card's bf16 figures: a top-1 change is counted exactly when the two precisions' top classes differ."""
+    from benchmarks.precision_agreement import agreement
+    from training.data import read_metadata, select_folds
+
+    result = agreement(tiny_checkpoint, tiny_esc50, [5], limit=20)
+    clips = select_folds(read_metadata(tiny_esc50), [5])[:20]
+    waves = [Predictor.from_checkpoint(tiny_checkpoint).load(c.path) for c in clips]
+    predictors = [Predictor.from_checkpoint(tiny_checkpoint, bf16=b) for b in (True, False)]
+    low, high = (np.stack([p.probabilities for p in predictor.predict_batch(waves)]) for predictor in predictors)
+    assert result["clips"] == 20
+    assert result["top1_changed"] == int((low.argmax(1) != high.argmax(1)).sum())
+    assert result["largest_probability_difference"] == pytest.approx(np.abs(low - high).max(), abs=1e-4)
+    assert result["largest_probability_difference"] > 0  # bf16 does move a random model's probabilities

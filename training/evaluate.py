@@ -3,7 +3,9 @@
 Clips go through the serving path itself (``Predictor.load`` + ``Predictor.predict_batch``:
 the same decoding, centre window and log-mel as the app and the CLI), so the reported
 accuracy is the accuracy users get, not that of a parallel evaluation pipeline.
-``--json``/``--output`` produce the metrics file the dashboard reads (``assets/metrics.json``);
+``--json`` prints the metrics; ``--output`` writes them into the metrics file the dashboard reads
+(``assets/metrics.json``), keeping that file's other keys (cross-validation, explanation and
+robustness tables, written by their own commands);
 ``--update-clips assets/metrics.json`` sets only its per-clip records (``held_out_clips``: each
 clip's true class and top classes), the Model page's confusions you can hear.
 """
@@ -52,10 +54,15 @@ def _progress(bar: tqdm):
 
 def update_key(path: Path, key: str, value: Any) -> None:
     """Set one top-level key of a metrics file in place: every other key stays as it was."""
+    update_keys(path, {key: value})
+
+
+def update_keys(path: Path, values: dict[str, Any]) -> None:
+    """Set these top-level keys of a metrics file in place (atomically): every other key stays as it was."""
     document = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     if not isinstance(document, dict):
         raise EvaluationError(f"{path} does not hold a JSON object")
-    document[key] = value
+    document.update(values)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(document, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -97,12 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, required=True, help="ESC-50 folder (meta/esc50.csv + audio/)")
     parser.add_argument("--folds", type=int, nargs="+", default=[5], help="folds to evaluate on (default: 5)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    parser.add_argument("--output", type=Path, default=None, help="also write the JSON metrics to this file")
-    parser.add_argument("--update-clips", type=Path, default=None, metavar="METRICS",
-                        help=f"set only the per-clip key ({CLIPS_KEY!r}) of this metrics file, in place")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="also write the metrics into this file (its other keys are kept)"
+    )
+    parser.add_argument(
+        "--update-clips",
+        type=Path,
+        default=None,
+        metavar="METRICS",
+        help=f"set only the per-clip key ({CLIPS_KEY!r}) of this metrics file, in place",
+    )
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="clips per forward pass")
-    parser.add_argument("--views", type=int, default=TEST_TIME_VIEWS,
-                        help=f"time-rolled views averaged per clip (default: {TEST_TIME_VIEWS}, as the app and CLI)")
+    parser.add_argument(
+        "--views",
+        type=int,
+        default=TEST_TIME_VIEWS,
+        help=f"time-rolled views averaged per clip (default: {TEST_TIME_VIEWS}, as the app and CLI)",
+    )
     return parser
 
 
@@ -134,17 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DatasetError, EvaluationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    document = json.dumps(result, ensure_ascii=False)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(document + "\n")
-    if args.update_clips:
+    updates = [(args.output, result), (args.update_clips, {CLIPS_KEY: result[CLIPS_KEY]})]
+    for path, values in updates:
+        if path is None:
+            continue
         try:
-            update_key(args.update_clips, CLIPS_KEY, result[CLIPS_KEY])
+            update_keys(path, values)
         except (OSError, ValueError, EvaluationError) as error:  # json.JSONDecodeError is a ValueError
-            print(f"error: cannot update {args.update_clips}: {error}", file=sys.stderr)
+            print(f"error: cannot update {path}: {error}", file=sys.stderr)
             return 2
-    print(document if args.json else format_text(result))
+    print(json.dumps(result, ensure_ascii=False) if args.json else format_text(result))
     return 0
 
 
