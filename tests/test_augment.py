@@ -250,5 +250,5 @@ def test_recording_damage_settings_at_their_edges(changes, accepted):
     if accepted:
         AugmentConfig(**changes)
     else:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"is a probability|is reversed|must exceed 0\.15 s"):
             AugmentConfig(**changes)

@@ -158,6 +158,8 @@ def test_analyze_gives_every_activation_and_cams(predictor):
     assert analysis.logmel.shape == (128, 216) and analysis.waveform.shape == (110250,)
     np.testing.assert_allclose(analysis.prediction.probabilities, predictor.predict(clip).probabilities, atol=1e-6)
     assert predictor.analyze(clip, with_activations=False).activations == {}
+    assert analysis.prediction.class_names == predictor.class_names
+    assert predictor.analyze(clip.astype(np.float64), with_activations=False).waveform.dtype == np.float32
 
 
 def test_explain_another_class(predictor):
