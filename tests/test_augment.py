@@ -140,3 +140,115 @@ def test_augmentation_runs_where_the_batch_lives():
     config = AugmentConfig(max_freq_shift=2, mixup_prob=1.0)
     mixed, targets = augment_batch(x.to("meta"), y.to("meta"), 10, config, generator)
     assert mixed.device.type == targets.device.type == "meta" and mixed.shape == x.shape
+
+
+def found_shifts(x: torch.Tensor, moved: torch.Tensor, dim: int, span: int) -> list[int]:
+    """Each clip's circular shift along ``dim`` (searched within +-``span``)."""
+    return [next(k for k in range(-span, span + 1) if torch.equal(torch.roll(a, k, dims=dim - 1), b))
+            for a, b in zip(x, moved, strict=True)]  # fmt: skip
+
+
+def test_time_shifts_cover_exactly_their_range():
+    """With a limit of 3 frames (a quarter of 12) every shift from -3 to 3 occurs and no other; a limit
+    of 1 frame still shifts."""
+    x = torch.arange(300 * 12, dtype=torch.float32).view(300, 1, 1, 12)
+    assert set(found_shifts(x, time_shift(x, 0.25, seeded()), 3, 6)) == set(range(-3, 4))
+    short = x[..., :4]
+    assert set(found_shifts(short, time_shift(short, 0.25, seeded()), 3, 2)) == {-1, 0, 1}
+
+
+def test_frequency_shifts_cover_exactly_their_range():
+    x = torch.arange(300 * 12, dtype=torch.float32).view(300, 1, 12, 1)
+    shifted = frequency_shift(x, 2, seeded())
+    offsets = set()
+    for clip, moved in zip(x, shifted, strict=True):
+        inside = moved[0, :, 0] != clip.min()
+        offsets.add(int(moved[0, inside, 0][0] - clip[0, :, 0][inside.nonzero()[0, 0]]) // -1)
+    assert offsets == set(range(-2, 3))
+
+
+def test_gains_span_the_whole_range_evenly():
+    offsets = (random_gain(torch.zeros(4000, 1, 1, 1), 6.0, seeded()) - 0).flatten()
+    assert -6.0 <= offsets.min() < -5.9 and 5.9 < offsets.max() <= 6.0
+    assert abs(offsets.mean()) < 0.2 and abs((offsets < 0).float().mean() - 0.5) < 0.05
+
+
+def masked_runs(out: torch.Tensor) -> list[tuple[int, int]]:
+    """(first band, length) of each clip's masked bands; the clip's floor sits in a second column."""
+    runs = []
+    for clip in out[:, 0]:
+        bands = (clip[:, 0] == -1e4).nonzero().flatten().tolist()
+        runs.append((bands[0] if bands else -1, len(bands)))
+    return runs
+
+
+def test_mask_widths_and_positions_are_drawn_per_clip():
+    """One frequency mask of up to 4 bands on 16: every width 0..4 occurs, and clips masked equally wide
+    are masked in different places; with two masks, some clips lose more than 4 bands."""
+    x = torch.zeros(400, 1, 16, 2)
+    x[..., 1] = -1e4  # the floor every mask fills with
+    x[..., 0] = torch.arange(16, dtype=torch.float32)
+    one = masked_runs(spec_augment(x, AugmentConfig(freq_masks=1, freq_mask_width=4, time_masks=0), seeded()))
+    assert {length for _, length in one} == {0, 1, 2, 3, 4}
+    assert len({start for start, length in one if length == 4}) > 5
+    for start, length in one:
+        assert length == 0 or start + length <= 16
+    two = masked_runs(spec_augment(x, AugmentConfig(freq_masks=2, freq_mask_width=4, time_masks=0), seeded()))
+    assert max(length for _, length in two) > 4
+
+
+def test_mixup_at_the_default_alpha_and_never_at_zero():
+    x, y = ramp_batch(clips=8), torch.arange(8)
+    mixed, _ = mixup(x, y, 10, AugmentConfig(mixup_prob=1.0), seeded())  # the recipe's alpha 0.4
+    assert not torch.equal(mixed, x)
+    untouched, targets = mixup(x, y, 10, AugmentConfig(mixup_prob=1.0, mixup_alpha=0.0), seeded())
+    assert torch.equal(untouched, x) and torch.equal(targets, torch.eye(10)[:8])
+
+
+def partners(targets: torch.Tensor, y: torch.Tensor) -> list[int]:
+    """Each clip's mixing partner (itself when unmixed), read from its soft target."""
+    return [int(t.argsort()[-2]) if t[label] < 1 else int(label) for t, label in zip(targets, y, strict=True)]
+
+
+def test_mixing_partners_are_a_permutation_drawn_from_the_runs_generator():
+    """Whether a batch is mixed and who pairs with whom come from the run's generator (only the weight
+    comes from torch's global one): two global seeds, the same pairs; and the pairs are a permutation."""
+    x, y = torch.randn(12, 1, 8, 10), torch.arange(12)
+    config = AugmentConfig(mixup_prob=1.0, max_freq_shift=2)
+    results = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        out, targets = augment_batch(x, y, 12, config, seeded(5))
+        results.append((partners(targets, y), out))
+    assert results[0][0] == results[1][0] and sorted(results[0][0]) == list(range(12))
+    assert results[0][0] != list(range(12))
+    decisions = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        decisions.append([torch.equal(mixup(x, y, 12, AugmentConfig(mixup_prob=0.5), seeded(s))[0], x)
+                          for s in range(12)])  # fmt: skip
+    assert decisions[0] == decisions[1] and 0 < sum(decisions[0]) < 12
+
+
+def test_frequency_shift_draws_from_the_runs_generator():
+    x = ramp_batch()
+    outputs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        outputs.append(augment_batch(x, torch.arange(6), 10, AugmentConfig(max_freq_shift=3, mixup_prob=0.0),
+                                     seeded(2))[0])  # fmt: skip
+    assert torch.equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize(
+    ("changes", "accepted"),
+    [({"noise_prob": 1.0}, True), ({"noise_prob": 1.01}, False), ({"band_prob": 1.5}, False),
+     ({"noise_snr_min_db": 10.0, "noise_snr_max_db": 10.0}, True), ({"reverb_rt60_max": 0.15}, False),
+     ({"reverb_rt60_max": 0.151}, True)],
+)  # fmt: skip
+def test_recording_damage_settings_at_their_edges(changes, accepted):
+    if accepted:
+        AugmentConfig(**changes)
+    else:
+        with pytest.raises(ValueError, match=r"is a probability|is reversed|must exceed 0\.15 s"):
+            AugmentConfig(**changes)

@@ -10,15 +10,18 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from conftest import audio_bytes, tone
+from conftest import TINY_MODEL, audio_bytes, tone
 
+from audiocnn import inference
 from audiocnn.checkpoint import load_checkpoint
 from audiocnn.explain import CAM_LAYERS, grad_cam, occluded_copies
 from audiocnn.features import FeatureConfig
 from audiocnn.inference import WINDOW_BATCH, Predictor
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import activation_tree
+from audiocnn.precision import bf16_pays_off
 from audiocnn.samples import SAMPLES_DIR
+from audiocnn.timeline import MAX_WINDOWS
 
 RATE = 22050
 
@@ -155,6 +158,8 @@ def test_analyze_gives_every_activation_and_cams(predictor):
     assert analysis.logmel.shape == (128, 216) and analysis.waveform.shape == (110250,)
     np.testing.assert_allclose(analysis.prediction.probabilities, predictor.predict(clip).probabilities, atol=1e-6)
     assert predictor.analyze(clip, with_activations=False).activations == {}
+    assert analysis.prediction.class_names == predictor.class_names
+    assert predictor.analyze(clip.astype(np.float64), with_activations=False).waveform.dtype == np.float32
 
 
 def test_explain_another_class(predictor):
@@ -231,3 +236,69 @@ def test_occlusion_finds_the_one_sound_of_a_clip(shipped_checkpoint):
     np.testing.assert_allclose(result.drops[far], 0, atol=1e-6)
     with pytest.raises(ValueError, match="out of range"):
         model.occlusion(clip, 50)
+
+
+def test_analysis_reuses_its_forward_pass_for_the_probabilities(tiny_checkpoint):
+    """The one forward pass that gives the activations and the maps also gives the unrolled view's
+    probabilities; only the rolled view runs again (what keeps a full analysis within budget)."""
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, views=2)
+    batches = []
+    forward = predictor.forward
+
+    def counted(features, return_activations=False):
+        batches.append((features.shape[0], return_activations))
+        return forward(features, return_activations)
+
+    predictor.forward = counted
+    predictor.analyze(noise(5.0, 9))
+    assert batches == [(1, True), (1, False)]
+
+
+def test_a_long_recording_is_answered_by_the_capped_timeline(tiny_checkpoint):
+    """Past ``MAX_WINDOWS`` windows (here 200 half-second windows, 1 s apart) the answer is the mean of
+    the app's capped timeline (150 windows at a wider hop), not of every window at the 1 s hop."""
+    features = FeatureConfig(sample_rate=4000, clip_seconds=0.5, n_fft=256, hop_length=128, n_mels=16, f_max=2000.0)
+    predictor = Predictor(dataclasses.replace(load_checkpoint(tiny_checkpoint), feature_config=features), views=1)
+    recording = (0.2 * np.random.default_rng(1).standard_normal(int(199.5 * 4000))).astype(np.float32)
+    capped = predictor.timeline_scan(recording, max_windows=MAX_WINDOWS).run()
+    every = predictor.timeline(recording)
+    assert len(capped.starts) == MAX_WINDOWS and len(every.starts) == 200
+    answer = predictor.predict_recording(recording).probabilities
+    np.testing.assert_allclose(answer, capped.mean.probabilities, rtol=0, atol=1e-7)
+    assert not np.allclose(answer, every.mean.probabilities, rtol=0, atol=1e-6)
+
+
+def test_the_precision_asked_for_is_the_one_used(tiny_checkpoint):
+    """``bf16=True`` or ``False`` is honoured whatever this CPU would choose; ``None`` lets the CPU decide.
+    Both builders load the checkpoint named, and serve its weights channels-last (the speed measured)."""
+    for bf16 in (True, False):
+        assert Predictor.from_checkpoint(tiny_checkpoint, bf16=bf16).bf16 is bf16
+        assert Predictor(load_checkpoint(tiny_checkpoint), bf16=bf16).bf16 is bf16
+    chosen = Predictor.from_checkpoint(tiny_checkpoint)
+    assert chosen.bf16 is bf16_pays_off(torch.device("cpu"))
+    assert chosen.path == tiny_checkpoint and chosen.model_config == TINY_MODEL
+    conv = next(m for m in chosen.model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    fp32, bf16 = (Predictor.from_checkpoint(tiny_checkpoint, bf16=b) for b in (False, True))
+    features = fp32.logmel(noise(5.0, 11))
+    with torch.no_grad():
+        exact = fp32.model(features)
+        assert torch.equal(fp32.forward(features), exact) and not torch.equal(bf16.forward(features), exact)
+    assert fp32.predict(noise(5.0, 11)).probabilities.dtype == np.float64
+
+
+def test_timeline_passes_its_mode_on(predictor, monkeypatch):
+    """``timeline`` shares passes by default and scores every window alone with ``exact=True``."""
+    modes = []
+
+    class Recorded(inference.TimelineScan):
+        def __init__(self, *args):
+            modes.append(args[-1])
+            super().__init__(*args)
+
+    monkeypatch.setattr(inference, "TimelineScan", Recorded)
+    recording = noise(7.0, 10)
+    predictor.timeline(recording)
+    predictor.timeline(recording, exact=True)
+    scan = predictor.timeline_scan(recording)
+    assert modes == [False, True, False] and scan.batch == 2 * WINDOW_BATCH

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torchaudio
 from conftest import tone
 
 from audiocnn.features import MAX_N_FFT, FeatureConfig, FeatureConfigError, LogMel
@@ -106,3 +110,61 @@ def test_n_fft_must_fit_the_clip_and_stay_bounded():
     with pytest.raises(FeatureConfigError, match=f"n_fft {2**19} \\(at most {MAX_N_FFT}\\)"):
         FeatureConfig(n_fft=2**19, clip_seconds=60.0)
     assert FeatureConfig(n_fft=MAX_N_FFT, clip_seconds=1.0).n_fft == MAX_N_FFT
+
+
+# Every documented limit, accepted at its edge and refused just past it (each comparison's direction).
+ACCEPTED_EDGES = [
+    {"sample_rate": 4000, "f_max": 2000.0}, {"sample_rate": 192000}, {"clip_seconds": 0.1}, {"clip_seconds": 60.0},
+    {"n_fft": 16, "hop_length": 16}, {"hop_length": 1}, {"hop_length": 1024}, {"n_mels": 8}, {"n_mels": 512},
+    {"f_min": 11024.0}, {"top_db": 0.5},
+]  # fmt: skip
+REFUSED_EDGES = [
+    ({"sample_rate": 3999, "f_max": 1999.0}, "sample_rate 3999 Hz"), ({"sample_rate": 192001}, "sample_rate 192001 Hz"),
+    ({"clip_seconds": 0.09}, "clip_seconds 0.09"), ({"clip_seconds": 60.5}, "clip_seconds 60.5"),
+    ({"n_fft": 15, "hop_length": 15}, "n_fft 15 / hop_length 15"), ({"hop_length": 0}, "n_fft 1024 / hop_length 0"),
+    ({"hop_length": 1025}, "n_fft 1024 / hop_length 1025"), ({"n_mels": 7}, "n_mels 7"),
+    ({"n_mels": 513}, "n_mels 513"),
+    ({"f_min": 11025.0}, "f_min 11025.0 / f_max 11025.0 for 22050 Hz"), ({"top_db": 0.0}, "top_db 0.0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("changes", ACCEPTED_EDGES)
+def test_limits_are_accepted_at_their_edge(changes):
+    assert FeatureConfig(**changes).to_dict().items() >= changes.items()
+
+
+@pytest.mark.parametrize(("changes", "problem"), REFUSED_EDGES)
+def test_limits_are_refused_just_past_their_edge(changes, problem):
+    with pytest.raises(FeatureConfigError, match=f"^unsupported feature config: {re.escape(problem)}$"):
+        FeatureConfig(**changes)
+
+
+def test_every_problem_is_named_in_one_message():
+    with pytest.raises(FeatureConfigError) as refused:
+        FeatureConfig(version=99, top_db=0.0)
+    assert str(refused.value) == "unsupported feature config: feature version 99 (supported: 1, 2); top_db 0.0"
+
+
+def test_a_config_saved_before_versions_is_version_1():
+    legacy = {k: v for k, v in FeatureConfig(version=2).to_dict().items() if k != "version"}
+    assert FeatureConfig.from_dict(legacy).version == 1
+
+
+def test_log_mel_equals_its_definition_at_other_settings():
+    """A front end far from torchaudio's defaults equals the log-mel built by hand from its parts: the
+    Hann-windowed centred STFT's power, the HTK triangular filterbank, 10 log10, floored ``top_db`` below
+    the peak. Every setting must reach the transform (a dropped one falls back to torchaudio's default)."""
+    config = FeatureConfig(sample_rate=8000, clip_seconds=0.5, n_fft=256, hop_length=64, n_mels=16, f_min=100.0,
+                           f_max=3000.0, top_db=60.0)  # fmt: skip
+    t = np.arange(config.clip_samples) / config.sample_rate
+    signal = 0.5 * np.sin(2 * np.pi * 440.0 * t) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
+    wave = torch.from_numpy(signal.astype(np.float32))
+    stft = torch.stft(wave, 256, hop_length=64, window=torch.hann_window(256), center=True, pad_mode="reflect",
+                      return_complex=True)  # fmt: skip
+    bank = torchaudio.functional.melscale_fbanks(129, 100.0, 3000.0, 16, 8000, norm=None, mel_scale="htk")
+    db = 10 * torch.log10((bank.T @ stft.abs() ** 2).clamp_min(1e-10))
+    for gain, got in zip((1.0, 0.01), LogMel(config)(torch.stack([wave, 0.01 * wave])), strict=True):  # per clip
+        quieter = db + 20 * np.log10(gain)
+        torch.testing.assert_close(got[0], torch.maximum(quieter, quieter.amax() - 60.0), atol=1e-3, rtol=0)
+    level_free = LogMel(replace(config, version=2))(wave)[0, 0]
+    torch.testing.assert_close(level_free, torch.clamp_min(db - db.amax(), -60.0), atol=1e-3, rtol=0)
