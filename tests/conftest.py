@@ -28,6 +28,20 @@ ROOT = Path(__file__).resolve().parent.parent
 ESC50_DIR = Path(os.environ.get("AUDIOCNN_ESC50", ROOT.parent / "shared" / "esc50"))
 """ESC-50 for the tests that need it (``esc50_dir``); AUDIOCNN_ESC50 points elsewhere."""
 TINY_MODEL = ModelConfig(stem_channels=8, widths=(8, 16), blocks=(1, 1))
+TINY_FEATURES = FeatureConfig(clip_seconds=1.0, n_mels=32)
+
+
+def tiny_train_config(dataset: Path, out: Path, cache: Path, epochs: int = 2, **changes):
+    """The tests' tiny training recipe: ``TINY_MODEL`` on the tiny ESC-50, folds 1-3, validated on 4, 5 held out."""
+    from dataclasses import replace
+
+    from training.recipe import TrainConfig
+
+    config = TrainConfig(
+        data_dir=str(dataset), out_dir=str(out), train_folds=(1, 2, 3), val_folds=(4,), test_folds=(5,),
+        epochs=epochs, batch_size=32, device="cpu", cache_dir=str(cache), model=TINY_MODEL, features=TINY_FEATURES,
+    )  # fmt: skip
+    return replace(config, **changes)
 FOUR_STAGE_MODEL = ModelConfig(stem_channels=8, widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1))
 
 
@@ -122,12 +136,8 @@ def trained_run(tiny_esc50: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     """The test suite's tiny training run (2 epochs of ``TINY_MODEL`` on the tiny ESC-50, folds 1-3,
     validated on 4, fold 5 held out) in a runs folder of its own: returns ``<runs>/tiny/best.pt``.
     Its feature cache lies in the same runs folder, as ``--cache-dir runs/cache`` would put it."""
-    from training.loop import TrainConfig, train
+    from training.loop import train
 
     runs = tmp_path_factory.mktemp("runs")
-    config = TrainConfig(
-        data_dir=str(tiny_esc50), out_dir=str(runs / "tiny"), train_folds=(1, 2, 3), val_folds=(4,),
-        test_folds=(5,), epochs=2, batch_size=32, device="cpu", cache_dir=str(runs / "cache"), model=TINY_MODEL,
-        features=FeatureConfig(clip_seconds=1.0, n_mels=32),
-    )  # fmt: skip
+    config = tiny_train_config(tiny_esc50, runs / "tiny", runs / "cache")
     return train(config)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL
+from conftest import TINY_FEATURES, TINY_MODEL, tiny_train_config
 
 from audiocnn.checkpoint import CheckpointError, load_checkpoint
 from audiocnn.features import LEVEL_INVARIANT_VERSION, FeatureConfig
@@ -22,7 +22,7 @@ from training.loop import device_spans, train
 from training.recipe import TrainConfig, model_config
 from training.train import main, parse_args
 
-FEATURES = FeatureConfig(clip_seconds=1.0, n_mels=32)
+FEATURES = TINY_FEATURES
 
 
 class Interrupted(Exception):
@@ -30,11 +30,7 @@ class Interrupted(Exception):
 
 
 def tiny_config(dataset: Path, out: Path, cache: Path, **changes) -> TrainConfig:
-    config = TrainConfig(
-        data_dir=str(dataset), out_dir=str(out), train_folds=(1, 2, 3), val_folds=(4,), test_folds=(5,),
-        epochs=2, batch_size=32, device="cpu", cache_dir=str(cache), model=TINY_MODEL, features=FEATURES,
-    )  # fmt: skip
-    return replace(config, **changes)
+    return tiny_train_config(dataset, out, cache, **{"epochs": 2, **changes})
 
 
 @pytest.fixture(scope="module")

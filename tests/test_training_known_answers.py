@@ -11,27 +11,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL
+from conftest import TINY_FEATURES, TINY_MODEL, tiny_train_config
 
 import benchmarks.training_speed as training_speed
 import training.loop as loop
 import training.train as local_cli
 from audiocnn.checkpoint import load_checkpoint
-from audiocnn.features import FeatureConfig
 from audiocnn.model import AudioCNN
 from training import crossval
 from training.augment import AugmentConfig
 from training.recipe import TrainConfig
 
-FEATURES = FeatureConfig(clip_seconds=1.0, n_mels=32)
+FEATURES = TINY_FEATURES
 
 
 def tiny_config(dataset: Path, out: Path, cache: Path, **changes) -> TrainConfig:
-    config = TrainConfig(
-        data_dir=str(dataset), out_dir=str(out), train_folds=(1, 2, 3), val_folds=(4,), test_folds=(5,),
-        epochs=3, batch_size=32, device="cpu", cache_dir=str(cache), model=TINY_MODEL, features=FEATURES,
-    )  # fmt: skip
-    return replace(config, **changes)
+    return tiny_train_config(dataset, out, cache, **{"epochs": 3, **changes})
 
 
 @pytest.fixture(scope="module")

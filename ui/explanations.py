@@ -228,16 +228,15 @@ def _listening(clip, index, result: Analysis, model: Predictor, key: str, target
                          lambda: listen.listen(model, result.waveform, relevance, target, share))  # fmt: skip
     rate = model.feature_config.sample_rate
     what = _target_text(target, names)
-    kept, removed = st.columns(2, gap="large")
-    with kept:
-        st.markdown(f"What the model listened to (the top {share:.0%} of the map)")
-        components.player(heard.kept, rate)
-        st.caption(f"Alone, this part gives {what} {heard.kept_score:.0%}; top class "
-                   f"{plots.class_label(names[heard.kept_top])} — fidelity-in "
-                   f"{'kept' if heard.fidelity_in else 'lost'}.")  # fmt: skip
-    with removed:
-        st.markdown(f"What it ignored (the other {1 - share:.0%})")
-        components.player(heard.removed, rate)
-        st.caption(f"Alone, this part gives {what} {heard.removed_score:.0%}; top class "
-                   f"{plots.class_label(names[heard.removed_top])} — fidelity-out "
-                   f"{'the class is gone' if heard.fidelity_out else 'the class survives'}.")  # fmt: skip
+    parts = (
+        (f"What the model listened to (the top {share:.0%} of the map)", heard.kept, heard.kept_score,
+         heard.kept_top, "fidelity-in " + ("kept" if heard.fidelity_in else "lost")),
+        (f"What it ignored (the other {1 - share:.0%})", heard.removed, heard.removed_score, heard.removed_top,
+         "fidelity-out " + ("the class is gone" if heard.fidelity_out else "the class survives")),
+    )  # fmt: skip
+    for column, (title, audio, score, top, fidelity) in zip(st.columns(2, gap="large"), parts):
+        with column:
+            st.markdown(title)
+            components.player(audio, rate)
+            st.caption(f"Alone, this part gives {what} {score:.0%}; top class {plots.class_label(names[top])} — "
+                       f"{fidelity}.")  # fmt: skip
