@@ -11,7 +11,6 @@ prints how many bundled copies the model still scores as it scored the original.
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from audiocnn.evaluation import CLIPS_KEY
 from audiocnn.heldout import HELD_OUT_DIR
 from audiocnn.inference import Predictor
 from audiocnn.samples import SAMPLES_DIR, list_samples
-from scripts.make_samples import attributions, credit_for
+from scripts.make_samples import attributions, credit_for, write_bundle_index
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ROOT / "assets" / "metrics.json"
@@ -63,20 +62,14 @@ def main(data_dir: str) -> None:
         index.append({"file": f"{stem}.ogg", "label": label, "target": record["target"], "fold": stem.split("-")[0],
                       "attribution": credit})  # fmt: skip
         lines.append(f"- `{stem}.ogg` ({label}): {credit}")
-    with (HELD_OUT_DIR / "index.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["file", "label", "target", "fold", "attribution"])
-        writer.writeheader()
-        writer.writerows(index)
     header = (
         "# Misclassified held-out clips: attribution and licence\n\n"
         f"{len(index)} clips from fold 5 of ESC-50 (K. J. Piczak, *ESC: Dataset for Environmental Sound "
         "Classification*, ACM Multimedia 2015, https://github.com/karoldvl/ESC-50) that the shipped model "
         "misclassifies (the others it misclassifies are among assets/samples), at 22.05 kHz and stored as "
-        "OGG Vorbis (lossy). The dataset is licensed CC BY-NC 3.0 (the ESC-10 subset CC BY 3.0): these clips "
-        "and anything derived from them are for **non-commercial use only**. Each clip is derived from a "
-        "Freesound recording:\n\n"
+        "OGG Vorbis (lossy). "
     )
-    (HELD_OUT_DIR / "ATTRIBUTION.md").write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
+    write_bundle_index(HELD_OUT_DIR, index, lines, header)
     size = sum(p.stat().st_size for p in HELD_OUT_DIR.glob("*.ogg"))
     print(f"wrote {len(index)} clips ({size / 1e6:.2f} MB) to {HELD_OUT_DIR}; "
           f"{len(wrong) - len(index)} more misclassified clips are bundled samples")  # fmt: skip

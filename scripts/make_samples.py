@@ -42,6 +42,24 @@ def credit_for(credits: dict[str, str], clip: str) -> str:
     return near[0]
 
 
+INDEX_FIELDS = ["file", "label", "target", "fold", "attribution"]
+"""The columns of a bundle's index.csv (``audiocnn.samples`` reads them)."""
+
+LICENCE_NOTE = (
+    "The dataset is licensed CC BY-NC 3.0 (the ESC-10 subset CC BY 3.0): these clips and anything derived from "
+    "them are for **non-commercial use only**. Each clip is derived from a Freesound recording:\n\n"
+)
+
+
+def write_bundle_index(folder: Path, index: list[dict], lines: list[str], header: str) -> None:
+    """A bundle's index.csv and its ATTRIBUTION.md (``header``, the licence note, one credit line per clip)."""
+    with (folder / "index.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=INDEX_FIELDS)
+        writer.writeheader()
+        writer.writerows(index)
+    (folder / "ATTRIBUTION.md").write_text(header + LICENCE_NOTE + "\n".join(lines) + "\n", encoding="utf-8")
+
+
 def main(data_dir: str) -> None:
     data = Path(data_dir)
     credits = attributions(data / "LICENSE")
@@ -69,19 +87,13 @@ def main(data_dir: str) -> None:
             index.append({"file": f"{stem}.flac", "label": row["category"], "target": target,
                           "fold": row["fold"], "attribution": credit})  # fmt: skip
             lines.append(f"- `{stem}.flac` ({row['category']}): {credit}")
-    with (OUT / "index.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(index[0]))
-        writer.writeheader()
-        writer.writerows(index)
     header = (
         "# Sample clips: attribution and licence\n\n"
         f"{len(index)} clips from fold {FOLD} of ESC-50 (K. J. Piczak, *ESC: Dataset for Environmental Sound "
         "Classification*, ACM Multimedia 2015, https://github.com/karoldvl/ESC-50), resampled to 22.05 kHz "
-        "and stored as FLAC. The dataset is licensed CC BY-NC 3.0 (the ESC-10 subset CC BY 3.0): these clips "
-        "and anything derived from them are for **non-commercial use only**. Each clip is derived from a "
-        "Freesound recording:\n\n"
+        "and stored as FLAC. "
     )
-    (OUT / "ATTRIBUTION.md").write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
+    write_bundle_index(OUT, index, lines, header)
     size = sum(p.stat().st_size for p in OUT.glob("*.flac"))
     print(f"wrote {len(index)} clips ({size / 1e6:.1f} MB) to {OUT}")
 
