@@ -86,8 +86,12 @@ def server():
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser_page():
+VIEWPORT = {"width": 1440, "height": 1000}
+
+
+@contextlib.contextmanager
+def chromium():
+    """Debian's Chromium, headless, with the flags a sandboxed CI machine needs; closed afterwards."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -95,10 +99,16 @@ def browser_page():
             headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page():
+    with chromium() as browser:
+        page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(STEP_TIMEOUT_MS)
         yield page
-        browser.close()
 
 
 def wait_idle(page) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import audio_bytes
-from test_browser import CHROMIUM, STEP_TIMEOUT_MS, running_app, screenshot, wait_idle
+from test_browser import CHROMIUM, STEP_TIMEOUT_MS, VIEWPORT, chromium, running_app, screenshot, wait_idle
 
 from audiocnn.audio import load_audio
 from audiocnn.checkpoint import DEFAULT_CHECKPOINT
@@ -47,15 +47,8 @@ def short_clip(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser_page():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )  # fmt: skip
-        context = browser.new_context(viewport={"width": 1440, "height": 1000})
-        yield context
-        browser.close()
+    with chromium() as browser:
+        yield browser.new_context(viewport=VIEWPORT)
 
 
 def expected_first(path: Path, clip: Path) -> str:
