@@ -18,7 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from audiocnn.inference import Predictor
-from training.data import read_metadata, select_folds
+from training.data import FOLDS, read_metadata, select_folds
+from training.evaluate import add_clip_options
 
 BATCH = 32
 
@@ -50,9 +51,8 @@ def agreement(checkpoint: Path | None, data_dir: Path, folds: list[int], limit: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.precision_agreement", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--data-dir", type=Path, required=True, help="ESC-50 folder (meta/esc50.csv + audio/)")
+    add_clip_options(parser, folds=FOLDS)
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the shipped model)")
-    parser.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="folds (default: all)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N clips (a quick look)")
     args = parser.parse_args(argv)
     result = agreement(args.checkpoint, args.data_dir, args.folds, args.limit)

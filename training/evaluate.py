@@ -33,7 +33,7 @@ from audiocnn.evaluation import (  # noqa: F401 (re-exported for cross-validatio
 from audiocnn.inference import TEST_TIME_VIEWS, Predictor
 from audiocnn.labels import display_name
 
-from .data import Clip, DatasetError
+from .data import FOLDS, Clip, DatasetError
 
 
 def evaluate(predictor: Predictor, clips: list[Clip], batch_size: int = BATCH_SIZE) -> np.ndarray:
@@ -97,12 +97,19 @@ def format_text(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def add_clip_options(parser: argparse.ArgumentParser, verb: str = "score", folds: tuple[int, ...] = (5,)) -> None:
+    """``--data-dir`` and ``--folds``, as every command that scores ESC-50 clips spells them."""
+    default = "all" if tuple(folds) == FOLDS else " ".join(map(str, folds))
+    parser.add_argument("--data-dir", type=Path, required=True, help="ESC-50 folder (meta/esc50.csv + audio/)")
+    parser.add_argument("--folds", type=int, nargs="+", default=list(folds),
+                        help=f"folds to {verb} (default: {default})")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the shipped model)")
-    parser.add_argument("--data-dir", type=Path, required=True, help="ESC-50 folder (meta/esc50.csv + audio/)")
-    parser.add_argument("--folds", type=int, nargs="+", default=[5], help="folds to evaluate on (default: 5)")
+    add_clip_options(parser, "evaluate on")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     parser.add_argument(
         "--output", type=Path, default=None, help="also write the metrics into this file (its other keys are kept)"

@@ -33,7 +33,7 @@ from audiocnn.inference import Predictor
 from audiocnn.model import activation_tree
 
 from .data import Clip, DatasetError, class_names_from_metadata, read_metadata, select_folds
-from .evaluate import EvaluationError, check_class_names, update_key
+from .evaluate import EvaluationError, add_clip_options, check_class_names, update_key
 
 METRICS_KEY = "explanations"
 REMOVALS = tuple(faithfulness.REMOVALS)
@@ -239,8 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.explain_eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the shipped model)")
-    parser.add_argument("--data-dir", type=Path, required=True, help="ESC-50 folder (meta/esc50.csv + audio/)")
-    parser.add_argument("--folds", type=int, nargs="+", default=[5], help="folds to score (default: 5)")
+    add_clip_options(parser)
     parser.add_argument("--per-class", type=int, default=8, help="clips per class (default 8: all of one fold)")
     parser.add_argument(
         "--methods",

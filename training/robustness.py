@@ -30,7 +30,7 @@ from audiocnn.inference import Predictor
 from audiocnn.perturb import EVALUATION_CONDITIONS, Perturbation, find_condition
 
 from .data import DatasetError, class_names_from_metadata, read_metadata, select_folds
-from .evaluate import BATCH_SIZE, EvaluationError, check_class_names, update_key
+from .evaluate import BATCH_SIZE, EvaluationError, add_clip_options, check_class_names, update_key
 
 METRICS_KEY = "robustness"
 BOOTSTRAP_SAMPLES = 2000
@@ -118,8 +118,7 @@ def format_table(result: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.robustness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--data-dir", type=Path, required=True, help="ESC-50 folder (meta/esc50.csv + audio/)")
-    parser.add_argument("--folds", type=int, nargs="+", default=[5], help="folds to score (default: 5)")
+    add_clip_options(parser)
     parser.add_argument("--checkpoint", type=Path, action="append", default=None,
                         help="checkpoint to score; repeat to compare models on identical inputs (default: shipped)")
     parser.add_argument("--label", action="append", default=None,
