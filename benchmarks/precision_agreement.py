@@ -29,7 +29,7 @@ def agreement(checkpoint: Path | None, data_dir: Path, folds: list[int], limit: 
     clips = select_folds(read_metadata(data_dir), folds)[:limit]
     fast = Predictor.from_checkpoint(checkpoint, bf16=True)
     exact = Predictor.from_checkpoint(checkpoint, bf16=False)
-    changed, largest, mean_abs = 0, 0.0, []
+    changed, largest, per_clip_largest = 0, 0.0, []
     for start in tqdm(range(0, len(clips), BATCH), desc="clips", unit="batch", leave=False, disable=None):
         waveforms = [exact.load(clip.path) for clip in clips[start : start + BATCH]]
         low = np.stack([p.probabilities for p in fast.predict_batch(waveforms)])
@@ -37,14 +37,14 @@ def agreement(checkpoint: Path | None, data_dir: Path, folds: list[int], limit: 
         changed += int((low.argmax(1) != high.argmax(1)).sum())
         difference = np.abs(low - high)
         largest = max(largest, float(difference.max()))
-        mean_abs.append(difference.max(axis=1))
+        per_clip_largest.append(difference.max(axis=1))
     return {
         "checkpoint": str(checkpoint or "assets/model.pt"),
         "folds": folds,
         "clips": len(clips),
         "top1_changed": changed,
         "largest_probability_difference": round(largest, 4),
-        "mean_largest_difference_per_clip": round(float(np.concatenate(mean_abs).mean()), 5),
+        "mean_largest_difference_per_clip": round(float(np.concatenate(per_clip_largest).mean()), 5),
     }
 
 
