@@ -470,6 +470,8 @@ def test_model_page_without_metrics(monkeypatch, tmp_path):
     assert at.dataframe[0].value["parameters"].sum() > 0
     precision = "Runs here in bf16" if bf16_pays_off(torch.device("cpu")) else "Runs here in fp32"
     assert sum(c.value.startswith(precision) for c in at.caption) == 1
+    architecture = next(c.value for c in at.caption if c.value.startswith("ResNet-style CNN"))
+    assert "referenced to the clip's loudest bin" in architecture and "feature version 2" in architecture
 
 
 def test_model_page_with_metrics(monkeypatch, tmp_path, predictor):
