@@ -51,7 +51,12 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
     rates = report["machine_rate_gflops"]
     assert rates["fp32"] > 0 and rates["bf16"] > 0
     assert rates["fp32"] == max(rates["before"]["fp32"], rates["after"]["fp32"])
-    assert set(report["shares"]) == set(bench.SHARES)
+    assert set(report["shares"]) == set(report["layer_shares"]) == set(bench.SHARES)
+    layers = report["layer_rate_gflops"]
+    assert set(layers["by_batch"]) == {str(batch) for _, _, batch in bench.SHARES.values()}
+    assert all(rate == max(layers["before"][b], layers["after"][b]) > 0 for b, rate in layers["by_batch"].items())
+    for name, figure in report["layer_shares"].items():
+        assert figure["gflops"] == report["shares"][name]["gflops"] and figure["share"] > 0, name
     for name, figure in report["shares"].items():
         assert figure["gflops"] > 0 and figure["share"] > 0, name
     assert inference["flops"]["predict_5s"] >= inference["views"] * inference["flops"]["forward"]
@@ -86,3 +91,21 @@ def test_counted_flops_of_a_matmul_and_a_share_are_known_answers():
     assert machine_rate.counted_flops(lambda: a @ b) == 2 * 64 * 32 * 16
     assert machine_rate.share(2e9, 10.0, 400.0) == {"gflops": 200.0, "share": 0.5}  # 2 GFLOP in 10 ms = 200 GFLOP/s
     assert machine_rate.matmul_gflops(torch.float32, size=64, repeats=1) > 0
+
+
+def test_the_layer_rate_is_the_layers_counted_flops_over_their_bare_times(monkeypatch):
+    """Known answer: a conv and a linear layer, each run taking exactly 1 ms on a fake clock."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(256, 5))
+    assert [
+        (type(layer).__name__, tuple(shape)) for layer, shape in machine_rate._layer_inputs(model, (2, 1, 8, 8))
+    ] == [
+        ("Conv2d", (2, 1, 8, 8)),
+        ("Linear", (2, 256)),
+    ]
+    clock = iter(range(10_000))
+    monkeypatch.setattr(machine_rate.time, "perf_counter", lambda: next(clock) / 1000)
+    conv_flops = 2 * (2 * 4 * 8 * 8) * (1 * 3 * 3)  # 2 x outputs x inputs per output
+    linear_flops = 2 * 2 * 256 * 5
+    rate = machine_rate.layer_gflops(model, (1, 8, 8), batch=2, dtype=torch.float32, repeats=3)
+    assert rate == pytest.approx((conv_flops + linear_flops) / 0.002 / 1e9)  # two layers, 1 ms each
+    assert all(not module._forward_hooks for module in model.modules())  # the caller's model is left alone
