@@ -2,11 +2,12 @@
 
 Runs on the shipped checkpoint (or ``--checkpoint``) and the bundled samples and prints
 medians over repeated runs after warm-up, on the machine it runs on. Milliseconds depend on the
-machine, so the targets do not: the run also measures, before and after the inference figures, the
-machine's dense matmul rate in fp32 and bf16 and the rate of the network's own layers run bare at
-each figure's batch size (``machine_rate``), and counts the FLOPs behind each figure. Every figure is
-reported as a share of both; the targets are shares of the layers' rate in the precision the network
-ran in (``machine_rate`` says why not of the GEMM), or ratios of two paths timed in the same run. They
+machine, so the targets do not: the run also measures the machine's dense matmul rate in fp32 and bf16
+(before and after the inference figures) and, alternately with each figure, the rate of the network's
+own layers run bare at that figure's batch size (``machine_rate``), and counts the FLOPs behind each
+figure. Every figure is reported as a share of both; the targets are shares of the layers' rate in the
+precision the network ran in (``machine_rate`` says why not of the GEMM), or ratios of two paths timed
+in the same run. They
 hold on a slower or faster CPU and move only when the program does. ``--quick`` is a seconds-long
 smoke run (used by the tests); its figures are not meaningful.
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 import torch
 
-from audiocnn.inference import WINDOW_BATCH, Predictor
+from audiocnn.inference import Predictor
 from audiocnn.samples import list_samples
 
 from . import explanation_speed, inference_speed, machine_rate, training_speed
@@ -47,18 +48,15 @@ TARGETS = (
     ("training speed-up over naive (x)", ("training", "speedup"), 2.5, "min"),
 )
 
-TIMELINE_BATCH = 2 * WINDOW_BATCH
-"""Windows per forward in a timeline scan (``Predictor.timeline_scan``)."""
-
 SHARES = {
-    # share name -> (FLOPs key, time in ms from the inference report, batch size the network ran at)
-    "forward": ("forward", lambda inf: inf["stages_5s_ms"]["forward"], 1),
-    "predict_5s": ("predict_5s", lambda inf: inf["predict_5s_ms"]["median"], 1),
-    "analyze_5s": ("analyze_5s", lambda inf: inf["analyze_5s_ms"]["median"], 1),
-    "occlusion": ("occlusion", lambda inf: inf["occlusion_ms"]["median"], WINDOW_BATCH),  # 11 copies, up to 16
-    "timeline_exact": ("timeline_exact", lambda inf: inf["timeline_exact_ms"]["median"], TIMELINE_BATCH),
+    # share name -> (FLOPs key, time in ms from the inference report, its layer reference in the report)
+    "forward": ("forward", lambda inf: inf["stages_5s_ms"]["forward"], "forward"),
+    "predict_5s": ("predict_5s", lambda inf: inf["predict_5s_ms"]["median"], "predict_5s"),
+    "analyze_5s": ("analyze_5s", lambda inf: inf["analyze_5s_ms"]["median"], "analyze_5s"),
+    "occlusion": ("occlusion", lambda inf: inf["occlusion_ms"]["median"], "occlusion"),
+    "timeline_exact": ("timeline_exact", lambda inf: inf["timeline_exact_ms"]["median"], "timeline_exact"),
     # the per-window work the fast timeline stands in for, over its time: above 1 where sharing saves work
-    "timeline_work_equivalent": ("timeline_exact", lambda inf: inf["timeline_ms"]["median"], TIMELINE_BATCH),
+    "timeline_work_equivalent": ("timeline_exact", lambda inf: inf["timeline_ms"]["median"], "timeline"),
 }
 
 
@@ -67,16 +65,6 @@ def machine_rates(quick: bool) -> dict[str, float]:
     size, repeats = (256, 2) if quick else (machine_rate.GEMM_SIZE, 5)
     return {name: machine_rate.matmul_gflops(dtype, size, repeats)
             for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}  # fmt: skip
-
-
-def layer_rates(predictor: Predictor, quick: bool) -> dict[int, float]:
-    """GFLOP/s of the network's own layers run bare, at every batch size ``SHARES`` names, in its precision."""
-    config = predictor.feature_config
-    dtype = torch.bfloat16 if predictor.bf16 else torch.float32
-    batches = sorted({batch for _, _, batch in SHARES.values()})
-    return {batch: machine_rate.layer_gflops(predictor.model, (1, config.n_mels, config.num_frames), batch, dtype,
-                                             repeats=1 if quick else 5)
-            for batch in batches}  # fmt: skip
 
 
 def run(checkpoint: Path | None, quick: bool, data_dir: Path | None) -> dict[str, Any]:
@@ -88,22 +76,21 @@ def run(checkpoint: Path | None, quick: bool, data_dir: Path | None) -> dict[str
         raise RuntimeError("the bundled samples (assets/samples) are missing")
     report: dict[str, Any] = {"machine": machine(), "checkpoint": str(predictor.path), "quick": quick,
                               "plan": plan.to_dict()}  # fmt: skip
-    before, layers_before = machine_rates(quick), layer_rates(predictor, quick)
+    before = machine_rates(quick)
     inference = inference_speed.measure(predictor, samples, plan)
-    after, layers_after = machine_rates(quick), layer_rates(predictor, quick)
+    after = machine_rates(quick)
     # The better of the two measurements: a busy moment lowers the machine's rate, never raises it.
     rates = {name: max(before[name], after[name]) for name in before}
-    layers = {batch: max(layers_before[batch], layers_after[batch]) for batch in layers_before}
     report["machine_rate_gflops"] = {**rates, "before": before, "after": after}
-    report["layer_rate_gflops"] = {"by_batch": layers, "before": layers_before, "after": layers_after}
     inference["timeline_speedup"] = inference["timeline_exact_ms"]["median"] / inference["timeline_ms"]["median"]
     inference["long_speedup"] = inference["long_before_ms"]["median"] / inference["long_ms"]["median"]
     report["inference"] = inference
     rate = rates[inference["precision"]]
     report["shares"] = {name: machine_rate.share(inference["flops"][key], ms(inference), rate)
                         for name, (key, ms, _) in SHARES.items()}  # fmt: skip
-    report["layer_shares"] = {name: machine_rate.share(inference["flops"][key], ms(inference), layers[batch])
-                              for name, (key, ms, batch) in SHARES.items()}  # fmt: skip
+    layers = inference["layer_rate_gflops"]
+    report["layer_shares"] = {name: machine_rate.share(inference["flops"][key], ms(inference), layers[reference])
+                              for name, (key, ms, reference) in SHARES.items()}  # fmt: skip
     report["explanation"] = explanation_speed.measure(predictor, samples, plan)
     report["peak_rss_mb_inference"] = peak_rss_mb()
     clips = training_speed.training_clips(samples, data_dir, plan.train_clips)
@@ -129,7 +116,7 @@ def check(report: dict[str, Any], label: str, path: tuple[str, ...], target: flo
 def format_text(report: dict[str, Any]) -> str:
     m, inf, tr, sh = report["machine"], report["inference"], report["training"], report["shares"]
     rates, stages, flops = report["machine_rate_gflops"], inf["stages_5s_ms"], inf["flops"]
-    layers, lsh = report["layer_rate_gflops"]["by_batch"], report["layer_shares"]
+    lsh = report["layer_shares"]
 
     def pct(name: str) -> str:
         return f"{sh[name]['gflops']:6.0f} GFLOP/s = {sh[name]['share']:4.0%} GEMM, {lsh[name]['share']:4.0%} layers"
@@ -139,9 +126,8 @@ def format_text(report: dict[str, Any]) -> str:
         f"load average {m['load_average_1min']} -> {m['load_average_1min_end']}"
         + ("  [--quick: figures not meaningful]" if report["quick"] else ""),
         f"matmul rate (GEMM {machine_rate.GEMM_SIZE}^3, best of before/after): fp32 {rates['fp32']:.0f} GFLOP/s, "
-        f"bf16 {rates['bf16']:.0f} GFLOP/s; the network's layers run bare ({inf['precision']}): "
-        + ", ".join(f"{rate:.0f} at batch {batch}" for batch, rate in sorted(layers.items(), key=lambda kv: int(kv[0])))
-        + f" GFLOP/s; shares below are of the {inf['precision']} GEMM and of the layers at the figure's batch",
+        f"bf16 {rates['bf16']:.0f} GFLOP/s; shares below are of the {inf['precision']} GEMM and of the network's "
+        "own layers run bare at the figure's batch, timed alternately with it",
         f"checkpoint: {report['checkpoint']} (inference in {inf['precision']}, {inf['views']} views; "
         f"one forward {flops['forward'] / 1e9:.2f} GFLOP)",
         "",

@@ -5,7 +5,9 @@ includes decoding and resampling to the model rate, not only the network. The ap
 an upload once, in an isolated worker process (``audiocnn.untrusted``); that one-off cost
 is reported on its own, since every later analysis of the clip reuses the waveform.
 Every network figure also comes with the FLOPs it needed (``machine_rate.counted_flops``),
-so that ``bench`` can state it as a share of the machine's own matmul rate.
+so that ``bench`` can state it as a share of the machine's own matmul rate, and with the rate of the
+network's own layers run bare at its batch size, timed alternately with it
+(``machine_rate.LayerReference``), the reference of the targets.
 """
 
 from __future__ import annotations
@@ -19,16 +21,26 @@ import soxr
 import torch
 
 from audiocnn.cli import predict_files
-from audiocnn.inference import Predictor
+from audiocnn.inference import WINDOW_BATCH, Predictor
 from audiocnn.samples import SampleClip
 from audiocnn.timeline import MAX_WINDOWS
 from audiocnn.untrusted import load_untrusted
 
-from .machine_rate import counted_flops
+from .machine_rate import LayerReference, counted_flops
 from .plan import Plan
-from .timing import median_ms
+from .timing import median_ms, paired_ms
 
 UPLOAD_RATE = 44100
+
+REFERENCE_BATCHES = {
+    "forward": 1,
+    "predict_5s": 1,  # two views, one after the other
+    "analyze_5s": 1,
+    "occlusion": WINDOW_BATCH,  # the clip and its 10 silenced copies in one batch
+    "timeline_exact": 2 * WINDOW_BATCH,  # a timeline scan's step (Predictor.timeline_scan)
+    "timeline": 2 * WINDOW_BATCH,
+}
+"""The batch size each figure's network runs at: its layer reference runs at the same one."""
 
 
 def wav_bytes(waveform: np.ndarray, model_rate: int, rate: int = UPLOAD_RATE) -> bytes:
@@ -65,6 +77,19 @@ def measure(predictor: Predictor, clips: list[SampleClip], plan: Plan) -> dict[s
     def slow(fn: Any) -> dict[str, float]:
         return median_ms(fn, plan.slow_repeats, 1)
 
+    config = predictor.feature_config
+    dtype = torch.bfloat16 if predictor.bf16 else torch.float32
+    references = {batch: LayerReference(predictor.model, (1, config.n_mels, config.num_frames), batch, dtype)
+                  for batch in sorted(set(REFERENCE_BATCHES.values()))}  # fmt: skip
+    layer_rates: dict[str, float] = {}
+
+    def paired(name: str, fn: Any, repeats: int, warmup: int) -> dict[str, float]:
+        """``fn`` timed alternately with its layer reference, whose rate goes to ``layer_rates[name]``."""
+        reference = references[REFERENCE_BATCHES[name]]
+        timed = paired_ms(fn, reference.seconds, repeats, warmup)
+        layer_rates[name] = reference.gflops(timed.pop("reference_seconds"))
+        return timed
+
     def forward() -> None:
         with torch.inference_mode():
             predictor.forward(features)
@@ -83,17 +108,23 @@ def measure(predictor: Predictor, clips: list[SampleClip], plan: Plan) -> dict[s
     forward_flops = counted_flops(forward)
     batch = slow(lambda: predict_files(predictor, paths, top_k=5))
     return {
-        "predict_5s_ms": per_clip(lambda: predictor.predict(predictor.load(clip))),
-        "analyze_5s_ms": per_clip(lambda: predictor.analyze(predictor.load(clip))),
+        "predict_5s_ms": paired(
+            "predict_5s", lambda: predictor.predict(predictor.load(clip)), plan.repeats, plan.warmup
+        ),
+        "analyze_5s_ms": paired(
+            "analyze_5s", lambda: predictor.analyze(predictor.load(clip)), plan.repeats, plan.warmup
+        ),
         "stages_5s_ms": {
             "decode_resample": per_clip(lambda: predictor.load(clip))["median"],
             "logmel": per_clip(lambda: predictor.logmel(waveform))["median"],
-            "forward": per_clip(forward)["median"],
+            "forward": paired("forward", forward, plan.repeats, plan.warmup)["median"],
         },
-        "occlusion_ms": slow(lambda: predictor.occlusion(waveform, top)),
+        "occlusion_ms": paired("occlusion", lambda: predictor.occlusion(waveform, top), plan.slow_repeats, 1),
         "upload_decode_worker_ms": slow(lambda: load_untrusted(clip, rate)),
-        "timeline_ms": slow(lambda: predictor.timeline(predictor.load(long))),
-        "timeline_exact_ms": slow(lambda: predictor.timeline(predictor.load(long), exact=True)),
+        "timeline_ms": paired("timeline", lambda: predictor.timeline(predictor.load(long)), plan.slow_repeats, 1),
+        "timeline_exact_ms": paired(
+            "timeline_exact", lambda: predictor.timeline(predictor.load(long), exact=True), plan.slow_repeats, 1
+        ),
         "timeline_seconds": plan.timeline_seconds,
         "timeline_windows": fast.total,
         "timeline_rescored": fast.rescored,
@@ -110,6 +141,7 @@ def measure(predictor: Predictor, clips: list[SampleClip], plan: Plan) -> dict[s
         "long_capped_work_ratio": capped[-1].total * window_frames / capped[-1].frames,
         "batch_cli_clips": len(paths),
         "batch_cli_clips_per_second": len(paths) / (batch["median"] / 1000),
+        "layer_rate_gflops": layer_rates,
         "precision": "bf16" if predictor.bf16 else "fp32",
         "views": predictor.views,
         "flops": {

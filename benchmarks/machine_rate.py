@@ -44,35 +44,43 @@ def matmul_gflops(dtype: torch.dtype, size: int = GEMM_SIZE, repeats: int = 5) -
     return 2 * size**3 / statistics.median(runs) / 1e9
 
 
-def layer_gflops(
-    model: nn.Module, input_shape: tuple[int, ...], batch: int, dtype: torch.dtype, repeats: int = 5
-) -> float:
-    """GFLOP/s of ``model``'s convolutions and linear layers run bare at ``batch``, in ``dtype``.
+class LayerReference:
+    """``model``'s convolutions and linear layers, ready to run bare at one batch size in one precision.
 
-    Each layer gets random input of the shape it sees in one forward of a ``(batch, *input_shape)``
-    batch and runs alone ``repeats`` times (after one untimed run); the rate is their counted FLOPs
-    over the sum of their median times. The model is copied, so no hook touches the caller's.
+    Each layer gets random input of the shape it sees in a forward of a ``(batch, *input_shape)`` batch.
+    ``seconds`` times one pass over them all, so that a benchmark can time it alternately with the figure
+    it is the reference of (``timing.paired_ms``): the machine's speed drifts by tens of percent over
+    minutes on a shared host, and a reference measured next to the figure drifts with it. The model is
+    copied, so no hook touches the caller's.
     """
-    layers = _layer_inputs(model, (batch, *input_shape))
-    flops = seconds = 0.0
-    for layer, shape in layers:
-        x = torch.randn(shape).to(dtype)
-        weight = layer.weight.detach().to(dtype)
-        if isinstance(layer, nn.Conv2d):
-            x, weight = (t.contiguous(memory_format=torch.channels_last) for t in (x, weight))
-            run = lambda: F.conv2d(x, weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)  # noqa: E731, B023
-        else:
-            run = lambda: F.linear(x, weight)  # noqa: E731, B023
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], batch: int, dtype: torch.dtype) -> None:
+        self.batch = batch
+        self._runs = [_bare(layer, shape, dtype) for layer, shape in _layer_inputs(model, (batch, *input_shape))]
+        self.flops = sum(counted_flops(run) for run in self._runs)
+        self.seconds()  # oneDNN picks and caches its kernels on the first call
+
+    def seconds(self) -> float:
+        """Wall time of one pass over every layer."""
         with torch.inference_mode():
-            flops += counted_flops(run)
-            run()
-            runs = []
-            for _ in range(repeats):
-                start = time.perf_counter()
+            start = time.perf_counter()
+            for run in self._runs:
                 run()
-                runs.append(time.perf_counter() - start)
-        seconds += statistics.median(runs)
-    return flops / seconds / 1e9
+            return time.perf_counter() - start
+
+    def gflops(self, seconds: float) -> float:
+        """The rate of a pass that took ``seconds``."""
+        return self.flops / seconds / 1e9
+
+
+def _bare(layer: nn.Module, shape: torch.Size, dtype: torch.dtype) -> Callable[[], torch.Tensor]:
+    """One call of ``layer``'s operation on random input of ``shape``, without bias, in ``dtype``."""
+    x = torch.randn(shape).to(dtype)
+    weight = layer.weight.detach().to(dtype)
+    if isinstance(layer, nn.Conv2d):
+        x, weight = (t.contiguous(memory_format=torch.channels_last) for t in (x, weight))
+        return lambda: F.conv2d(x, weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+    return lambda: F.linear(x, weight)
 
 
 def _layer_inputs(model: nn.Module, shape: tuple[int, ...]) -> list[tuple[nn.Module, torch.Size]]:

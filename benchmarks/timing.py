@@ -29,6 +29,24 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> dict[str, 
     return {"median": statistics.median(runs), "min": min(runs), "runs": len(runs)}
 
 
+def paired_ms(fn: Callable[[], object], reference: Callable[[], float], repeats: int, warmup: int) -> dict[str, float]:
+    """``median_ms`` of ``fn``, with ``reference`` (which returns its own seconds) run before each timed call.
+
+    ``reference_seconds`` is the reference's median: taken alternately with the figure, it saw the same
+    moments of the machine, so a figure over its reference does not move with the host's drift.
+    """
+    for _ in range(warmup):
+        fn()
+    runs, references = [], []
+    for _ in range(repeats):
+        references.append(reference())
+        start = time.perf_counter()
+        fn()
+        runs.append((time.perf_counter() - start) * 1000)
+    return {"median": statistics.median(runs), "min": min(runs), "runs": len(runs),
+            "reference_seconds": statistics.median(references)}  # fmt: skip
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -9,7 +9,7 @@ import torch
 
 from audiocnn import attribution
 from audiocnn.precision import bf16_pays_off
-from benchmarks import bench, machine_rate
+from benchmarks import bench, machine_rate, timing
 
 
 def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
@@ -52,9 +52,7 @@ def test_quick_bench_reports_every_figure(tiny_checkpoint, capsys):
     assert rates["fp32"] > 0 and rates["bf16"] > 0
     assert rates["fp32"] == max(rates["before"]["fp32"], rates["after"]["fp32"])
     assert set(report["shares"]) == set(report["layer_shares"]) == set(bench.SHARES)
-    layers = report["layer_rate_gflops"]
-    assert set(layers["by_batch"]) == {str(batch) for _, _, batch in bench.SHARES.values()}
-    assert all(rate == max(layers["before"][b], layers["after"][b]) > 0 for b, rate in layers["by_batch"].items())
+    assert set(inference["layer_rate_gflops"]) == {reference for _, _, reference in bench.SHARES.values()}
     for name, figure in report["layer_shares"].items():
         assert figure["gflops"] == report["shares"][name]["gflops"] and figure["share"] > 0, name
     for name, figure in report["shares"].items():
@@ -93,19 +91,22 @@ def test_counted_flops_of_a_matmul_and_a_share_are_known_answers():
     assert machine_rate.matmul_gflops(torch.float32, size=64, repeats=1) > 0
 
 
-def test_the_layer_rate_is_the_layers_counted_flops_over_their_bare_times(monkeypatch):
-    """Known answer: a conv and a linear layer, each run taking exactly 1 ms on a fake clock."""
+def test_the_layer_reference_is_the_layers_counted_flops_over_their_bare_time(monkeypatch):
+    """Known answer: a conv and a linear layer found with their input shapes, a pass timed on a fake clock."""
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(256, 5))
-    assert [
-        (type(layer).__name__, tuple(shape)) for layer, shape in machine_rate._layer_inputs(model, (2, 1, 8, 8))
-    ] == [
-        ("Conv2d", (2, 1, 8, 8)),
-        ("Linear", (2, 256)),
-    ]
+    shapes = [(type(layer).__name__, tuple(shape)) for layer, shape in machine_rate._layer_inputs(model, (2, 1, 8, 8))]
+    assert shapes == [("Conv2d", (2, 1, 8, 8)), ("Linear", (2, 256))]
+    reference = machine_rate.LayerReference(model, (1, 8, 8), batch=2, dtype=torch.float32)
+    assert reference.flops == 2 * (2 * 4 * 8 * 8) * (1 * 3 * 3) + 2 * 2 * 256 * 5  # 2 x outputs x inputs per output
     clock = iter(range(10_000))
     monkeypatch.setattr(machine_rate.time, "perf_counter", lambda: next(clock) / 1000)
-    conv_flops = 2 * (2 * 4 * 8 * 8) * (1 * 3 * 3)  # 2 x outputs x inputs per output
-    linear_flops = 2 * 2 * 256 * 5
-    rate = machine_rate.layer_gflops(model, (1, 8, 8), batch=2, dtype=torch.float32, repeats=3)
-    assert rate == pytest.approx((conv_flops + linear_flops) / 0.002 / 1e9)  # two layers, 1 ms each
+    assert reference.seconds() == pytest.approx(0.001)  # one reading before the pass, one after
+    assert reference.gflops(0.002) == pytest.approx(reference.flops / 0.002 / 1e9)
     assert all(not module._forward_hooks for module in model.modules())  # the caller's model is left alone
+
+
+def test_a_paired_timing_runs_the_reference_before_every_timed_call():
+    calls = []
+    timed = timing.paired_ms(lambda: calls.append("fn"), lambda: calls.append("ref") or 0.5, repeats=3, warmup=1)
+    assert calls == ["fn", "ref", "fn", "ref", "fn", "ref", "fn"]
+    assert timed["runs"] == 3 and timed["reference_seconds"] == 0.5
