@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import os
 from contextlib import AbstractContextManager
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from .audio import check_not_silent, fit_to_length, load_audio, sanitize
 from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .explain import OCCLUSION_SECONDS, cams_from_forward, check_class_index, grad_cam, occluded_copies
 from .features import FeatureConfig, LogMel
-from .model import ModelConfig
+from .model import AudioCNN, ModelConfig
 from .precision import bf16_pays_off
 from .timeline import MAX_WINDOWS, Timeline, TimelineScan
 
@@ -29,6 +31,20 @@ TEST_TIME_VIEWS = 2
 """Views of each window whose probabilities are averaged: the log-mel and copies rolled in time
 by equal fractions of the window. Training rolls clips the same way, so every view is one the
 model knows; averaging evens out where the stride grid happens to cut the sound."""
+
+
+def bf16_weights_copy(model: AudioCNN) -> AudioCNN:
+    """A copy of ``model`` with its convolution and linear weights (and biases) stored in bf16.
+
+    Under bf16 autocast it computes exactly what ``model`` does (autocast rounds those weights to bf16
+    anyway, and leaves batch-norm's parameters in fp32, as here), without casting them on every call.
+    """
+    copy = deepcopy(model)
+    for module in copy.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            for name, parameter in list(module.named_parameters(recurse=False)):
+                setattr(module, name, nn.Parameter(parameter.detach().to(torch.bfloat16), parameter.requires_grad))
+    return copy
 
 
 @dataclass(frozen=True)
@@ -104,6 +120,12 @@ class Predictor:
         # none of the 2000 ESC-50 clips and no probability by more than 0.72 points
         # (benchmarks/precision_agreement.py, model card).
         self.bf16 = bf16_pays_off(torch.device("cpu")) if bf16 is None else bf16
+        self.compute_model = bf16_weights_copy(self.model) if self.bf16 else self.model
+        """The network as this predictor's passes run it: ``model`` itself, or in bf16 a copy whose
+        convolution and linear weights are stored in bf16. Autocast casts every weight on every call (its
+        cast cache lasts one ``autocast`` block), 34 MB of traffic that doubled a batch-1 forward here; the
+        stored copy is the same rounding, so its results are bit-identical. ``model`` stays the
+        checkpoint's fp32 network for everything that reads its weights."""
         self.class_names = tuple(checkpoint.class_names)
         self.frontend = LogMel(checkpoint.feature_config).eval()
 
@@ -152,9 +174,9 @@ class Predictor:
         """
         with self._autocast():
             if return_activations:
-                logits, activations = self.model(features, return_activations=True)
+                logits, activations = self.compute_model(features, return_activations=True)
                 return logits.float(), activations
-            return self.model(features).float()
+            return self.compute_model(features).float()
 
     def _autocast(self) -> AbstractContextManager:
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
@@ -247,7 +269,7 @@ class Predictor:
         """Grad-CAM maps of every stage for any class, on the clip's model window."""
         features = self.logmel(self._window(waveform))  # in fp32: autocast would round the mel matmul
         with self._autocast():
-            maps, _ = grad_cam(self.model, features, class_index)
+            maps, _ = grad_cam(self.compute_model, features, class_index)
         return maps
 
     def occlusion(self, waveform: np.ndarray, class_index: int, slice_seconds: float = OCCLUSION_SECONDS) -> Occlusion:

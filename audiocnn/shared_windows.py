@@ -59,7 +59,7 @@ def shared_probabilities(predictor: Predictor, waveform: np.ndarray, starts: lis
     where per-window scoring costs windows x views x a window's frames.
     """
     config = predictor.feature_config
-    model = predictor.model
+    model = predictor.compute_model
     first, last = stretch(predictor, waveform.shape[0], starts)
     segment = torch.from_numpy(np.ascontiguousarray(waveform[first:last], dtype=np.float32))
     with torch.inference_mode():

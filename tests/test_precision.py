@@ -70,3 +70,22 @@ def test_precision_agreement_counts_the_clips_whose_top_class_moves(tiny_checkpo
     assert result["top1_changed"] == int((low.argmax(1) != high.argmax(1)).sum())
     assert result["largest_probability_difference"] == pytest.approx(np.abs(low - high).max(), abs=1e-4)
     assert result["largest_probability_difference"] > 0  # bf16 does move a random model's probabilities
+
+
+@pytest.mark.skipif(not MKLDNN_BF16, reason="this CPU has no oneDNN bf16 kernels")
+def test_the_stored_bf16_weights_compute_exactly_what_autocast_computes(tiny_checkpoint: Path) -> None:
+    """The copy that spares autocast its per-call weight casts is the same rounding: equal bits, not close ones."""
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, bf16=True)
+    model, copy = predictor.model, predictor.compute_model
+    convs = [m for m in copy.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    norms = [m for m in copy.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert convs and all(m.weight.dtype == torch.bfloat16 for m in convs)
+    assert norms and all(m.weight.dtype == torch.float32 for m in norms)  # autocast keeps batch-norm in fp32 too
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the checkpoint's network is untouched
+    features = predictor.logmel(np.random.default_rng(0).standard_normal(22050 * 5).astype(np.float32))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, expected_activations = model(features, return_activations=True)
+    logits, activations = predictor.forward(features, return_activations=True)
+    assert torch.equal(logits, expected.float())
+    assert all(torch.equal(activations[name], value) for name, value in expected_activations.items())
+    assert Predictor(predictor.checkpoint, bf16=False).compute_model is predictor.checkpoint.model
