@@ -5,11 +5,11 @@ share of what this machine's cores achieve on a reference measured in the same r
 the network ran in, can: a program that got slower drops in share, a slower machine does not.
 
 Two references. ``matmul_gflops`` is a plain dense matrix product, the machine's headline rate.
-``layer_gflops`` is the network's own convolutions and linear layers, each run bare (one oneDNN call on
-random input of the shape it gets in the network, channels-last, at the batch size of the figure). The
+``LayerReference`` is the network's own convolutions and linear layers, each run bare (one oneDNN call
+on random input of the shape it gets in the network, channels-last, at the batch size of the figure). The
 targets use the second: how close a CPU's convolutions at batch 1 come to its GEMM depends on the CPU
 far more than on this program (the same code ran at 60 % of the bf16 GEMM on an AVX-512 Zen 5 and at
-12-33 % on an AMX Xeon, whose 2048^3 GEMM is fast but whose small convolutions are not), while the
+15-29 % on an AMX Xeon, whose 2048^3 GEMM is fast but whose small convolutions are not), while the
 layers' own rate moves with the CPU and leaves, in the share, what the program adds: casts, batch-norm,
 ReLU, the log-mel, Python.
 """
@@ -55,7 +55,6 @@ class LayerReference:
     """
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...], batch: int, dtype: torch.dtype) -> None:
-        self.batch = batch
         self._runs = [_bare(layer, shape, dtype) for layer, shape in _layer_inputs(model, (batch, *input_shape))]
         self.flops = sum(counted_flops(run) for run in self._runs)
         self.seconds()  # oneDNN picks and caches its kernels on the first call
