@@ -99,6 +99,11 @@ METHODS: dict[str, Method] = {
 DEFAULT_METHOD = "gradcam-layer3"
 """The fallback when no evaluation ships: the default is the one ``training.explain_eval`` chose (``chosen``)."""
 
+SELECTION_REMOVAL = "impute"
+"""The deletion (``faithfulness.REMOVALS``) a default method is chosen by, and the one the app's
+plain-words faithfulness line quotes, so that the line a user reads measures what the choice did
+(``training.explain_eval.choose_default`` says why not the floor)."""
+
 
 def objective(logits: torch.Tensor, target: Target) -> torch.Tensor:
     """The score a map explains, one per row of ``logits``: a logit, or the difference of two."""
@@ -133,7 +138,7 @@ def chosen(explanations: dict[str, Any] | None, layers: Iterable[str]) -> str:
     ``training.explain_eval.choose_default``), if this model offers it; else ``DEFAULT_METHOD``, else
     the deepest Grad-CAM layer the model has."""
     offered = [m.key for m in available(layers)]
-    best = (((explanations or {}).get("selection") or {}).get("best") or {}).get("impute")
+    best = (((explanations or {}).get("selection") or {}).get("best") or {}).get(SELECTION_REMOVAL)
     if best in offered:
         return best
     if DEFAULT_METHOD in offered:
@@ -150,7 +155,7 @@ def chosen_cam_layer(explanations: dict[str, Any] | None, layers: Iterable[str])
     if default.layer is not None:
         return default.layer
     table = (((explanations or {}).get("selection") or {}).get("methods")) or {}
-    scored = [(table[f"gradcam-{layer}"]["impute"]["gap"]["mean"], layer) for layer in have
+    scored = [(table[f"gradcam-{layer}"][SELECTION_REMOVAL]["gap"]["mean"], layer) for layer in have
               if f"gradcam-{layer}" in table]  # fmt: skip
     if scored:
         return max(scored)[1]

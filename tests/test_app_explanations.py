@@ -36,7 +36,7 @@ def expected_line(predictor, features, relevance, target) -> str:
     what = (f"{class_label(predictor.class_names[target[0]])}'s share against "
             f"{class_label(predictor.class_names[target[1]])}") if isinstance(target, tuple) else (
             class_label(predictor.class_names[target]))  # fmt: skip
-    return explanations.faithfulness_line(curves["floor"], what)
+    return explanations.faithfulness_line(curves[attribution.SELECTION_REMOVAL], what)
 
 
 def test_switching_methods_redraws_the_map_and_its_faithfulness_line(predictor, dog):
@@ -49,6 +49,7 @@ def test_switching_methods_redraws_the_map_and_its_faithfulness_line(predictor, 
     relevance = attribution.attribute(predictor.forward, features, top, default, hop)
     assert trust_line(at).endswith(expected_line(predictor, features, relevance, top))
     assert "takes" in trust_line(at) and "a random 10%" in trust_line(at)
+    assert "(each cell filled in from its neighbours)" in trust_line(at)  # the removal the default was chosen by
 
     for family, key in (("Occlusion (time)", "occlusion-time"), ("SmoothGrad", "smoothgrad")):
         at.selectbox(key="explain_method").set_value(family).run()

@@ -124,7 +124,7 @@ def _areas(scored: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     }
 
 
-def choose_default(table: dict[str, dict[str, Any]], removal: str = "impute") -> str:
+def choose_default(table: dict[str, dict[str, Any]], removal: str = attribution.SELECTION_REMOVAL) -> str:
     """The best mean gap under ``removal`` among methods that beat random in both orders under it
     (any method if none does). ``impute`` by default: under ``floor`` a random order scatters holes
     that lower the class by themselves (``faithfulness.REMOVALS``), which no ranking can beat."""

@@ -171,18 +171,23 @@ def _faithfulness(clip, index, result: Analysis, model: Predictor, key: str, tar
         FAITHFULNESS, model, (clip.id, index, key, target), MAX_ITEMS,
         lambda: faithfulness.measure(model.forward, features, relevance, target, removals=tuple(faithfulness.REMOVALS)),
     )  # fmt: skip
-    st.markdown(f"**How far to trust this map** — {faithfulness_line(curves['floor'], _target_text(target, names))}")
+    line = faithfulness_line(curves[attribution.SELECTION_REMOVAL], _target_text(target, names))
+    st.markdown(f"**How far to trust this map** — {line}")
     st.caption(faithfulness_verdict(curves))
     components.chart(faithfulness_figure(curves))
+
+
+REMOVAL_WORDS = {"floor": "set to the clip's floor", "impute": "each cell filled in from its neighbours"}
+"""How the plain-words line says a cell was deleted, per ``faithfulness.REMOVALS``."""
 
 
 def faithfulness_line(curves: faithfulness.Faithfulness, what: str, share: float = 0.1) -> str:
     """The plain-words sentence: what deleting the map's top cells does, against a random share."""
     at = curves.at(share)
     return (
-        f"Deleting the {share:.0%} of the spectrogram this map ranks highest takes {what} from {curves.base:.0%} "
-        f"to {at['most_first']:.0%}; deleting a random {share:.0%} drops it to {at['random']:.0%}, "
-        f"and deleting the {share:.0%} it ranks lowest leaves {at['least_first']:.0%}."
+        f"Deleting the {share:.0%} of the spectrogram this map ranks highest ({REMOVAL_WORDS[curves.removal]}) "
+        f"takes {what} from {curves.base:.0%} to {at['most_first']:.0%}; deleting a random {share:.0%} leaves "
+        f"{at['random']:.0%}, and deleting the {share:.0%} it ranks lowest leaves {at['least_first']:.0%}."
     )
 
 
