@@ -27,6 +27,9 @@ from .timeline import MAX_WINDOWS, Timeline, TimelineScan
 WINDOW_BATCH = 16
 """Windows per forward pass in timeline inference: bounds memory for long recordings."""
 
+TIMELINE_BATCH = 2 * WINDOW_BATCH
+"""Windows per step of a timeline scan: a shared pass over 32 windows costs less per window than over 16."""
+
 TEST_TIME_VIEWS = 2
 """Views of each window whose probabilities are averaged: the log-mel and copies rolled in time
 by equal fractions of the window. Training rolls clips the same way, so every view is one the
@@ -237,8 +240,7 @@ class Predictor:
         self, waveform: np.ndarray, hop_seconds: float = 1.0, max_windows: int | None = None, exact: bool = False
     ) -> TimelineScan:
         """The timeline as a scan computed a batch at a time (progress, stop and resume: ``TimelineScan``)."""
-        # Two forward batches per step: a shared pass over 32 windows costs less per window than over 16.
-        return TimelineScan(self, waveform, hop_seconds, max_windows, 2 * WINDOW_BATCH, exact)
+        return TimelineScan(self, waveform, hop_seconds, max_windows, TIMELINE_BATCH, exact)
 
     def analyze(
         self,

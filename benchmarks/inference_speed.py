@@ -21,7 +21,7 @@ import soxr
 import torch
 
 from audiocnn.cli import predict_files
-from audiocnn.inference import WINDOW_BATCH, Predictor
+from audiocnn.inference import TIMELINE_BATCH, WINDOW_BATCH, Predictor
 from audiocnn.samples import SampleClip
 from audiocnn.timeline import MAX_WINDOWS
 from audiocnn.untrusted import load_untrusted
@@ -37,8 +37,8 @@ REFERENCE_BATCHES = {
     "predict_5s": 1,  # two views, one after the other
     "analyze_5s": 1,
     "occlusion": WINDOW_BATCH,  # the clip and its 10 silenced copies in one batch
-    "timeline_exact": 2 * WINDOW_BATCH,  # a timeline scan's step (Predictor.timeline_scan)
-    "timeline": 2 * WINDOW_BATCH,
+    "timeline_exact": TIMELINE_BATCH,  # a timeline scan's step
+    "timeline": TIMELINE_BATCH,
 }
 """The batch size each figure's network runs at: its layer reference runs at the same one."""
 

@@ -16,7 +16,7 @@ from audiocnn import inference
 from audiocnn.checkpoint import load_checkpoint
 from audiocnn.explain import CAM_LAYERS, grad_cam, occluded_copies
 from audiocnn.features import FeatureConfig
-from audiocnn.inference import WINDOW_BATCH, Predictor
+from audiocnn.inference import TIMELINE_BATCH, WINDOW_BATCH, Predictor
 from audiocnn.labels import CLASS_NAMES
 from audiocnn.model import activation_tree
 from audiocnn.precision import bf16_pays_off
@@ -301,4 +301,4 @@ def test_timeline_passes_its_mode_on(predictor, monkeypatch):
     predictor.timeline(recording)
     predictor.timeline(recording, exact=True)
     scan = predictor.timeline_scan(recording)
-    assert modes == [False, True, False] and scan.batch == 2 * WINDOW_BATCH
+    assert modes == [False, True, False] and scan.batch == 2 * WINDOW_BATCH == TIMELINE_BATCH
