@@ -7,9 +7,8 @@ machine, so the targets do not: the run also measures the machine's dense matmul
 own layers run bare at that figure's batch size (``machine_rate``), and counts the FLOPs behind each
 figure. Every figure is reported as a share of both; the targets are shares of the layers' rate in the
 precision the network ran in (``machine_rate`` says why not of the GEMM), or ratios of two paths timed
-in the same run. They
-hold on a slower or faster CPU and move only when the program does. ``--quick`` is a seconds-long
-smoke run (used by the tests); its figures are not meaningful.
+in the same run. They hold on a slower or faster CPU and move only when the program does. ``--quick``
+is a seconds-long smoke run (used by the tests); its figures are not meaningful.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ REFERENCE_BATCHES = {
     "forward": 1,
     "predict_5s": 1,  # two views, one after the other
     "analyze_5s": 1,
-    "occlusion": WINDOW_BATCH,  # the clip and its 10 silenced copies in one batch
+    "occlusion": WINDOW_BATCH,  # the batch cap: a 5 s clip runs 11 rows (itself and 10 silenced copies)
     "timeline_exact": TIMELINE_BATCH,  # a timeline scan's step
     "timeline": TIMELINE_BATCH,
 }

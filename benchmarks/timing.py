@@ -13,16 +13,21 @@ from typing import Any
 import torch
 
 
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> dict[str, float]:
+def median_ms(
+    fn: Callable[[], object], repeats: int, warmup: int, untimed: Callable[[], object] | None = None
+) -> dict[str, float]:
     """Median (and min) wall time of ``fn`` in ms, after ``warmup`` untimed calls.
 
     Warm-up runs absorb one-off costs (allocator growth, oneDNN kernel selection) that a
     long-lived app process pays once, so the median is what a user feels per request.
+    ``untimed`` runs before each timed call, outside its time.
     """
     for _ in range(warmup):
         fn()
     runs = []
     for _ in range(repeats):
+        if untimed is not None:
+            untimed()
         start = time.perf_counter()
         fn()
         runs.append((time.perf_counter() - start) * 1000)
@@ -35,16 +40,9 @@ def paired_ms(fn: Callable[[], object], reference: Callable[[], float], repeats:
     ``reference_seconds`` is the reference's median: taken alternately with the figure, it saw the same
     moments of the machine, so a figure over its reference does not move with the host's drift.
     """
-    for _ in range(warmup):
-        fn()
-    runs, references = [], []
-    for _ in range(repeats):
-        references.append(reference())
-        start = time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - start) * 1000)
-    return {"median": statistics.median(runs), "min": min(runs), "runs": len(runs),
-            "reference_seconds": statistics.median(references)}  # fmt: skip
+    references: list[float] = []
+    timed = median_ms(fn, repeats, warmup, untimed=lambda: references.append(reference()))
+    return {**timed, "reference_seconds": statistics.median(references)}
 
 
 def peak_rss_mb() -> float:
