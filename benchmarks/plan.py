@@ -13,7 +13,7 @@ class Plan:
     slow_repeats: int = 7  # timed runs of the timeline and the batch CLI pass
     timeline_seconds: float = 60.0
     long_seconds: float = 600.0  # the longest recording accepted: the app's and the CLI's capped timeline
-    long_repeats: int = 3  # timed runs of that timeline (the old 1 s-hop path on it runs once)
+    long_repeats: int = 3  # timed runs of that timeline, each after one run of the old 1 s-hop path on it
     batch_clips: int = 100  # bundled samples in the batch CLI pass (all of them)
     train_clips: int = 100  # clips the two training data paths cycle through
     train_batch: int = 32
