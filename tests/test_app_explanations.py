@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from test_app import check_clean, heatmaps, markdown, new_app, upload
 
 from audiocnn import attribution, faithfulness, listen
@@ -36,7 +37,7 @@ def expected_line(predictor, features, relevance, target) -> str:
     what = (f"{class_label(predictor.class_names[target[0]])}'s share against "
             f"{class_label(predictor.class_names[target[1]])}") if isinstance(target, tuple) else (
             class_label(predictor.class_names[target]))  # fmt: skip
-    return explanations.faithfulness_line(curves[attribution.SELECTION_REMOVAL], what)
+    return explanations.faithfulness_line(curves[attribution.SELECTION_REMOVAL], what, views=predictor.views)
 
 
 def test_switching_methods_redraws_the_map_and_its_faithfulness_line(predictor, dog):
@@ -50,6 +51,9 @@ def test_switching_methods_redraws_the_map_and_its_faithfulness_line(predictor, 
     assert trust_line(at).endswith(expected_line(predictor, features, relevance, top))
     assert "takes" in trust_line(at) and "a random 10%" in trust_line(at)
     assert "(each cell filled in from its neighbours)" in trust_line(at)  # the removal the default was chosen by
+    one_view = torch.softmax(predictor.forward(features), dim=1)[0, top].item()
+    assert f"from {one_view:.0%} (its score on the one view the map explains; the prediction averages 2 views)" in (
+        trust_line(at))  # fmt: skip
 
     for family, key in (("Occlusion (time)", "occlusion-time"), ("SmoothGrad", "smoothgrad")):
         at.selectbox(key="explain_method").set_value(family).run()

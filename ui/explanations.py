@@ -171,7 +171,7 @@ def _faithfulness(clip, index, result: Analysis, model: Predictor, key: str, tar
         FAITHFULNESS, model, (clip.id, index, key, target), MAX_ITEMS,
         lambda: faithfulness.measure(model.forward, features, relevance, target, removals=tuple(faithfulness.REMOVALS)),
     )  # fmt: skip
-    line = faithfulness_line(curves[attribution.SELECTION_REMOVAL], _target_text(target, names))
+    line = faithfulness_line(curves[attribution.SELECTION_REMOVAL], _target_text(target, names), views=model.views)
     st.markdown(f"**How far to trust this map** — {line}")
     st.caption(faithfulness_verdict(curves))
     components.chart(faithfulness_figure(curves))
@@ -181,12 +181,20 @@ REMOVAL_WORDS = {"floor": "set to the clip's floor", "impute": "each cell filled
 """How the plain-words line says a cell was deleted, per ``faithfulness.REMOVALS``."""
 
 
-def faithfulness_line(curves: faithfulness.Faithfulness, what: str, share: float = 0.1) -> str:
-    """The plain-words sentence: what deleting the map's top cells does, against a random share."""
+def faithfulness_line(curves: faithfulness.Faithfulness, what: str, share: float = 0.1, views: int = 1) -> str:
+    """The plain-words sentence: what deleting the map's top cells does, against a random share.
+
+    The curves score the one unrolled view the map is computed on (as the explanation table does, by
+    which the default method was chosen); where the prediction above averages ``views`` > 1 views, the
+    line says so, or its starting score would read as a different number for the same class.
+    """
     at = curves.at(share)
+    start = f"{curves.base:.0%}"
+    if views > 1:
+        start += f" (its score on the one view the map explains; the prediction averages {views} views)"
     return (
         f"Deleting the {share:.0%} of the spectrogram this map ranks highest ({REMOVAL_WORDS[curves.removal]}) "
-        f"takes {what} from {curves.base:.0%} to {at['most_first']:.0%}; deleting a random {share:.0%} leaves "
+        f"takes {what} from {start} to {at['most_first']:.0%}; deleting a random {share:.0%} leaves "
         f"{at['random']:.0%}, and deleting the {share:.0%} it ranks lowest leaves {at['least_first']:.0%}."
     )
 
