@@ -52,6 +52,7 @@ if isinstance(metadata.get("recipe"), dict):
         st.json(metadata["recipe"], expanded=False)
 history.show(metadata)  # every stage of the model's training, fine-tuning included (issue 16)
 
+
 def _held_out_evaluation() -> None:
     """The shipped evaluation; without it the page says how to make one (and still ends normally)."""
     st.markdown("### Held-out evaluation")

@@ -51,12 +51,16 @@ def main() -> int:
         surveys.append(survey(model, waveforms))
         took = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"{path}: +{loaded - before:.0f} MB resident once loaded; survey of {len(clips)} clips "
-              f"{took:.1f} s = {took / plain:.2f} x one prediction pass ({plain:.1f} s); peak RSS so far {peak:.0f} MB")
+        print(
+            f"{path}: +{loaded - before:.0f} MB resident once loaded; survey of {len(clips)} clips "
+            f"{took:.1f} s = {took / plain:.2f} x one prediction pass ({plain:.1f} s); peak RSS so far {peak:.0f} MB"
+        )
         models.append(model)
     result = compare(*surveys, [clip.label for clip in clips])
-    print(f"top-1 agreement {result.agreement:.1%}; accuracy on the samples: A {result.accuracy_a:.1%}, "
-          f"B {result.accuracy_b:.1%}; {len(result.disagreements)} clips disagree")
+    print(
+        f"top-1 agreement {result.agreement:.1%}; accuracy on the samples: A {result.accuracy_a:.1%}, "
+        f"B {result.accuracy_b:.1%}; {len(result.disagreements)} clips disagree"
+    )
     width = max(map(len, result.stages_a))
     print("CKA".ljust(width) + "".join(f"{stage:>8}" for stage in result.stages_b))
     for stage, row in zip(result.stages_a, result.cka):

@@ -42,6 +42,8 @@ def tiny_train_config(dataset: Path, out: Path, cache: Path, epochs: int = 2, **
         epochs=epochs, batch_size=32, device="cpu", cache_dir=str(cache), model=TINY_MODEL, features=TINY_FEATURES,
     )  # fmt: skip
     return replace(config, **changes)
+
+
 FOUR_STAGE_MODEL = ModelConfig(stem_channels=8, widths=(8, 16, 16, 32), blocks=(1, 1, 1, 1))
 
 

@@ -67,8 +67,9 @@ def test_click_a_cell_hear_it_send_it_to_analyze_and_find_it_on_the_map(server, 
     table.scroll_into_view_if_needed()
     box = table.bounding_box()
     page.mouse.click(box["x"] + 18, box["y"] + 35 * 3 + 17)  # the third row's selection box (row 35 px high)
-    page.get_by_text(f"{third[2]} clips of {class_label(CLASS_NAMES[third[0]])} taken for "
-                     f"{class_label(CLASS_NAMES[third[1]])}").wait_for()  # a most-confused pair opens its cell
+    page.get_by_text(
+        f"{third[2]} clips of {class_label(CLASS_NAMES[third[0]])} taken for {class_label(CLASS_NAMES[third[1]])}"
+    ).wait_for()  # a most-confused pair opens its cell
     wait_idle(page)
     x, y = page.evaluate(CELL_CENTRE, [true, predicted])
     page.mouse.click(x, y)

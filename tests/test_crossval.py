@@ -104,7 +104,7 @@ def test_run_trains_the_named_model_size(monkeypatch, tmp_path: Path) -> None:
     seen = []
     monkeypatch.setattr("training.crossval.run", lambda base, out, folds: seen.append((base, folds)))
     assert main(["run", "--data-dir", "d", "--out", str(tmp_path), "--folds", "3", "--model-size", "fullres"]) == 0
-    (base, folds), = seen
+    ((base, folds),) = seen
     assert folds == [3] and not base.model.stem_pool and base.cache_dir == str(tmp_path / "cache")
     assert base.features == FeatureConfig() and base.augment == AugmentConfig() and base.ema_decay == 0
 

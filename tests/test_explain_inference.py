@@ -73,6 +73,7 @@ def test_prediction_averages_time_rolled_views(tiny_checkpoint):
     features = single.logmel(clip)
     frames = features.shape[-1]
     with torch.no_grad():
+
         def probs(shift):
             return torch.softmax(single.forward(torch.roll(features, shift, dims=-1)), dim=1)[0].numpy()
 

@@ -167,8 +167,9 @@ CORPUS: dict[str, Case] = {
     "24-bit": Case("24bit.wav", lambda: _tone_at(RATE, subtype="PCM_24"), check=_is_reference(1e-5)),
     "32-bit float": Case("float.wav", lambda: _tone_at(RATE, subtype="FLOAT"), check=_is_reference(1e-6)),
     "float with NaN and Inf": Case("nan-inf.wav", _with_nan_inf, check=_nan_zeroed),
-    "digital silence": Case("silence.wav", lambda: _wav(np.zeros((2 * RATE, 1), np.float32)), check=_silent,
-                            classify_error="silent"),
+    "digital silence": Case(
+        "silence.wav", lambda: _wav(np.zeros((2 * RATE, 1), np.float32)), check=_silent, classify_error="silent"
+    ),
     "clipping beyond full scale": Case("clipped.wav", _clipped, check=_full_scale),
     "DC offset": Case("dc.wav", _dc_offset, check=_dc),
     "non-ASCII name": Case("my clip – café 鳥 🐦.wav", lambda: WAV, check=_is_reference(1e-4)),

@@ -24,7 +24,7 @@ def level_db(signal: np.ndarray) -> float:
 def test_gain_scales_amplitude_exactly():
     clip = sine(440.0)
     np.testing.assert_allclose(perturb.apply_gain(clip, -20.0), clip / 10, rtol=1e-6)
-    np.testing.assert_allclose(perturb.apply_gain(clip, 6.0), clip * 10 ** 0.3, rtol=1e-6)
+    np.testing.assert_allclose(perturb.apply_gain(clip, 6.0), clip * 10**0.3, rtol=1e-6)
 
 
 @pytest.mark.parametrize("snr", [30.0, 10.0, 0.0])

@@ -83,9 +83,7 @@ def add_noise(
     return db_from_power(power + noise, config)
 
 
-def band_limit(
-    x: torch.Tensor, low_hz: torch.Tensor, high_hz: torch.Tensor, config: FeatureConfig
-) -> torch.Tensor:
+def band_limit(x: torch.Tensor, low_hz: torch.Tensor, high_hz: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
     """Each clip through its own Butterworth band (``perturb.butterworth_gain``), taken at each mel band's
     centre: the bands are narrow enough near the edges that the gain barely varies inside one."""
     centres = config.mel_frequencies()
@@ -140,8 +138,11 @@ def augment_recordings(
         snr = snr_range_db[0] + torch.rand(batch, generator=generator) * (snr_range_db[1] - snr_range_db[0])
         colours = torch.randint(0, len(NOISE_COLOURS), (batch,), generator=generator)
         for k, colour in enumerate(NOISE_COLOURS):
-            x = _apply_to(x, chosen & (colours == k),
-                          lambda rows: add_noise(x[rows], snr[rows.cpu()], config, generator, colour))  # noqa: B023
+            # _apply_to calls the effect at once, so binding this iteration's x and colour is what it needs
+            def noisy(rows: torch.Tensor, x: torch.Tensor = x, colour: str = colour) -> torch.Tensor:
+                return add_noise(x[rows], snr[rows.cpu()], config, generator, colour)
+
+            x = _apply_to(x, chosen & (colours == k), noisy)
     if band_prob > 0:
         chosen = torch.rand(batch, generator=generator) < band_prob
         low = BAND_LOW_HZ[0] + torch.rand(batch, generator=generator) * (BAND_LOW_HZ[1] - BAND_LOW_HZ[0])

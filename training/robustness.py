@@ -119,12 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.robustness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     add_clip_options(parser)
-    parser.add_argument("--checkpoint", type=Path, action="append", default=None,
-                        help="checkpoint to score; repeat to compare models on identical inputs (default: shipped)")
-    parser.add_argument("--label", action="append", default=None,
-                        help="a name per --checkpoint for the table (default: the path)")
-    parser.add_argument("--conditions", nargs="+", default=None,
-                        help="condition names to score (default: all; 'clean' is always included)")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=None,
+        help="checkpoint to score; repeat to compare models on identical inputs (default: shipped)",
+    )
+    parser.add_argument(
+        "--label", action="append", default=None, help="a name per --checkpoint for the table (default: the path)"
+    )
+    parser.add_argument(
+        "--conditions",
+        nargs="+",
+        default=None,
+        help="condition names to score (default: all; 'clean' is always included)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="score only the first N clips (a quick look)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="clips per forward pass")
     parser.add_argument("--output", type=Path, default=None, help="store the table under 'robustness' in this file")

@@ -64,7 +64,7 @@ def require_clip() -> state.Clip:
 
 
 def verdict(prediction: Prediction, true_label: str | None) -> str:
-    """"✅ right" / "❌ wrong" for a clip with a known class, "" otherwise."""
+    """ "✅ right" / "❌ wrong" for a clip with a known class, "" otherwise."""
     if true_label is None:
         return ""
     return "✅ right" if prediction.top_label == true_label else "❌ wrong"

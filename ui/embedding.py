@@ -277,8 +277,10 @@ def _actions(name: str, target: int, path: Path | None, model: Predictor, curren
     left, right = st.columns(2)
     if left.button("Analyze", key=f"{key}_analyze", help="Make this the current clip on every page"):
         confusions.send_to_analyze(name, target, path, class_names, model)
-    if current is not None and current.id != f"sample:{name}" and right.button(
-        "Compare", key=f"{key}_compare", help="Compare it with the current clip, layer by layer"
+    if (
+        current is not None
+        and current.id != f"sample:{name}"
+        and right.button("Compare", key=f"{key}_compare", help="Compare it with the current clip, layer by layer")
     ):
         send_to_compare(current, confusions.held_out_clip(name, target, path, class_names, model))
 
@@ -327,8 +329,10 @@ def show(model: Predictor) -> None:
     if chosen:
         row = int(confusions.point_data(chosen[0])[0])
         name, target = names[row], int(emap.reference.targets[row])
-        st.markdown(f"**Chosen point: `{name}`** · {plots.class_label(class_names[target])}"
-                    + (f" · heard as {plots.class_label(class_names[predicted[name]])}" if name in predicted else ""))
+        st.markdown(
+            f"**Chosen point: `{name}`** · {plots.class_label(class_names[target])}"
+            + (f" · heard as {plots.class_label(class_names[predicted[name]])}" if name in predicted else "")
+        )
         _actions(name, target, paths[row], model, clip, f"point_{row}")
     if clip is None:
         st.info("Analyze a clip (upload, record or pick one on the Analyze page) to place it on the map.")

@@ -139,8 +139,10 @@ def show(metadata: dict) -> None:
     found = stages(metadata, read_shipped_lineage())
     start = metadata.get("initialised_from")
     if isinstance(start, dict):
-        before = f"Fine-tuned from a model trained {start.get('epochs_trained', '?')} epochs on folds " \
-                 f"{start.get('train_folds', '?')}"
+        before = (
+            f"Fine-tuned from a model trained {start.get('epochs_trained', '?')} epochs on folds "
+            f"{start.get('train_folds', '?')}"
+        )
         st.caption(before + ("; the curves show every stage, oldest first." if len(found) > 1
                              else "; its own curves are lost, so the curves below are the fine-tuning's."))  # fmt: skip
     if not found:

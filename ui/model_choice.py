@@ -61,9 +61,7 @@ def launch_options(argv: Sequence[str], environ: Mapping[str, str]) -> LaunchOpt
     runs = args.runs_dir or environ.get(RUNS_ENV) or DEFAULT_RUNS_DIR
     default_data = DEFAULT_ESC50_DIR if (DEFAULT_ESC50_DIR / "audio").is_dir() else None  # training.data download
     data = args.data_dir or environ.get(DATA_ENV) or default_data
-    return LaunchOptions(
-        _absolute(checkpoint), origin, _absolute(Path(runs)), _absolute(Path(data)) if data else None
-    )
+    return LaunchOptions(_absolute(checkpoint), origin, _absolute(Path(runs)), _absolute(Path(data)) if data else None)
 
 
 def _absolute(path: Path) -> Path:

@@ -231,8 +231,15 @@ def _agreement(result: Comparison, samples: list) -> None:
         return
     parted = ", ".join(f"{plots.class_label(label)} ({share:.0%} agree)" for share, label in split)
     st.caption(f"Classes where they part: {parted}.")
-    rows = [{"clip": samples[i].name, "true class": plots.class_label(samples[i].label),
-             "A hears": plots.class_label(x), "B hears": plots.class_label(y)} for i, x, y in result.disagreements]
+    rows = [
+        {
+            "clip": samples[i].name,
+            "true class": plots.class_label(samples[i].label),
+            "A hears": plots.class_label(x),
+            "B hears": plots.class_label(y),
+        }
+        for i, x, y in result.disagreements
+    ]
     with st.expander(f"The {len(rows)} clips where the two models disagree"):
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 

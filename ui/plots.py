@@ -79,9 +79,7 @@ def activation_scale(values: np.ndarray | Sequence[np.ndarray], nonnegative: boo
 
 def db_scale(logmels: np.ndarray | Sequence[np.ndarray]) -> ValueScale:
     arrays = [logmels] if isinstance(logmels, np.ndarray) else list(logmels)
-    return ValueScale(
-        SPECTROGRAM_SCALE, min(float(a.min()) for a in arrays), max(float(a.max()) for a in arrays), "dB"
-    )
+    return ValueScale(SPECTROGRAM_SCALE, min(float(a.min()) for a in arrays), max(float(a.max()) for a in arrays), "dB")
 
 
 def _map_layout(fig: go.Figure, axes: MapAxes, height: int, title: str | None, row=None, col=None) -> None:
@@ -230,9 +228,7 @@ def channel_grid_figure(
         fig.add_trace(_heatmap(channel, axes, "", coloraxis="coloraxis"), row=row, col=col)
     fig.update_yaxes(type="category", tickvals=axes.hz_ticks(), ticktext=axes.hz_ticks())
     fig.update_xaxes(title_text="Time (s)", row=rows)
-    fig.update_layout(
-        coloraxis=scale.coloraxis(), height=170 * rows + 60, margin={"l": 60, "r": 10, "t": 40, "b": 45}
-    )
+    fig.update_layout(coloraxis=scale.coloraxis(), height=170 * rows + 60, margin={"l": 60, "r": 10, "t": 40, "b": 45})
     return fig
 
 
