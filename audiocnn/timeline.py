@@ -45,12 +45,13 @@ SHARED_COST = 0.45
 """A batch is estimated by a shared pass only where that pass costs at most this fraction of scoring
 its windows one by one (frames: stretch / (windows x views x window); 0.13 for 32 windows at a 1 s
 hop, 0.42 at the 150-window cap's 4 s hop, 0.5 for a lone window, more where windows do not
-overlap). The fragile windows are rescored on top of it (31-34 % of the held-out windows, README),
-so sharing pays while this fraction and the rescored share stay under 1: at the cap's 4 s hop it
-did for the version-1 model (10 minutes of fold 5: 0.42 + 0.31 of the work of scoring its 150 windows
-one by one) and does for the version-2 model on folds 1-4 (1.16x faster), but not on fold 5, where it
-rescores half the windows (0.92x, README); a lone window or windows that do not overlap would cost
-more than they save."""
+overlap). The fragile windows are rescored on top of it (31-34 % of the held-out windows for the
+version-1 model, 44 % for the version-2 one, README), so sharing pays while this fraction and the
+rescored share stay under 1, in time a little sooner (a long stretch runs about 1.3x slower per
+frame than a batch of windows): at the cap's 4 s hop it did for the version-1 model (10 minutes of
+fold 5: 0.42 + 0.31 of the work of scoring its 150 windows one by one) and does for the version-2
+model on folds 1-4 (1.19x faster), but breaks even on fold 5 (0.42 + 0.44: 0.87x in time, README); a
+lone window or windows that do not overlap would cost more than they save."""
 
 
 @dataclass(frozen=True)
